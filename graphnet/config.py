@@ -1,0 +1,50 @@
+"""Process-wide settings: virtual GPU count and strict device checking.
+
+Read from the environment at first use (GRAPHNET_VIRTUAL_GPUS=N,
+GRAPHNET_STRICT_DEVICES=1) and settable from Python; imports nothing.
+"""
+
+import os
+
+__all__ = ["virtual_gpu_count", "set_virtual_gpu_count", "strict_devices",
+           "set_strict_devices"]
+
+_settings = {}
+
+
+def _env_int(name, default):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("%s must be a whole number, found %r" % (name, raw))
+    if value < 0:
+        raise ValueError("%s must be >= 0, found %d" % (name, value))
+    return value
+
+
+def virtual_gpu_count():
+    """How many numpy-backed GPUs to emulate when no real GPU is used."""
+    if "virtual_gpus" not in _settings:
+        _settings["virtual_gpus"] = _env_int("GRAPHNET_VIRTUAL_GPUS", 0)
+    return _settings["virtual_gpus"]
+
+
+def set_virtual_gpu_count(n):
+    """Emulate `n` GPUs (the programmatic twin of GRAPHNET_VIRTUAL_GPUS)."""
+    if int(n) != n or n < 0:
+        raise ValueError("virtual GPU count must be a whole number >= 0, found %r" % (n,))
+    _settings["virtual_gpus"] = int(n)
+
+
+def strict_devices():
+    """True: an op reading a blob from another device raises instead of warning."""
+    if "strict" not in _settings:
+        _settings["strict"] = bool(_env_int("GRAPHNET_STRICT_DEVICES", 0))
+    return _settings["strict"]
+
+
+def set_strict_devices(strict=True):
+    _settings["strict"] = bool(strict)

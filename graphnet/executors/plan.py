@@ -1,0 +1,202 @@
+"""Compile a NetDef once into a Plan of Steps, checked up front (Caffe2 §5.1).
+
+Imports the registry, devices, backends and blobs; never walks protobuf
+messages once the plan exists.
+"""
+
+import warnings
+
+from graphnet import config, registry
+from graphnet.blobs import Blob
+from graphnet.devices import CPU, device_name, device_of
+from graphnet.errors import DeviceMismatchError, GraphnetError, SchemaError
+from graphnet.executors.backends import backend_for
+from graphnet.proto import caffe2_pb2
+from graphnet.registry import KernelContext, default_devices, short_text
+
+__all__ = ["Plan", "Step", "CrossDeviceRead", "CrossDeviceReadWarning", "compile_net",
+           "NET_TYPE_OVERRIDES", "resolve_net_type"]
+
+# Caffe2's fixed executor override table; every async flavour maps to one scheduler.
+NET_TYPE_OVERRIDES = {
+    "dag": "async_scheduling", "prof_dag": "async_scheduling",
+    "async_dag": "async_scheduling", "async_polling": "async_scheduling",
+    "async_simple": "simple", "rnn": "simple",
+}
+KNOWN_NET_TYPES = {"simple", "async_scheduling", "parallel"}
+
+
+class CrossDeviceReadWarning(UserWarning):
+    """An op read a blob living on another device; graphnet moved it for the op."""
+
+
+class CrossDeviceRead(object):
+    """One op input that lives on another device than the op expects."""
+
+    __slots__ = ("op_index", "op_type", "blob", "input_index", "blob_device",
+                 "op_device")
+
+    def __init__(self, op_index, op_type, blob, input_index, blob_device, op_device):
+        self.op_index, self.op_type, self.blob = op_index, op_type, blob
+        self.input_index, self.blob_device, self.op_device = \
+            input_index, blob_device, op_device
+
+    def __str__(self):
+        return ("op #%d (%s) reads blob '%s' (input %d) living on %s but runs on %s; "
+                "fix: add a Copy of '%s' to %s under DeviceScope(%s) before op #%d"
+                % (self.op_index, self.op_type, self.blob, self.input_index,
+                   device_name(self.blob_device), device_name(self.op_device),
+                   self.blob, device_name(self.op_device), device_name(self.op_device),
+                   self.op_index))
+
+    __repr__ = __str__
+
+
+def resolve_net_type(net_type):
+    net_type = net_type or "simple"
+    net_type = NET_TYPE_OVERRIDES.get(net_type, net_type)
+    if net_type not in KNOWN_NET_TYPES:
+        raise GraphnetError(
+            "Error when creating the network. Maybe net type: [%s] does not exist. "
+            "Known types: simple, dag, async_dag, prof_dag, async_scheduling, "
+            "async_simple." % net_type)
+    return net_type
+
+
+class Step(object):
+    """One compiled op: its kernel, parsed args, blob handles and devices."""
+
+    __slots__ = ("index", "op", "op_type", "schema", "args", "kernel", "ctx",
+                 "device", "backend", "in_names", "in_blobs", "want_devices",
+                 "out_names", "out_blobs", "out_devices", "dynamic_devices",
+                 "warned")
+
+    def describe(self):
+        return "#%d %s on %s" % (self.index, self.op_type, device_name(self.device))
+
+
+class Plan(object):
+    """A NetDef compiled against a workspace: ordered Steps plus what was found."""
+
+    def __init__(self, netdef, net_type, steps, cross_device_reads, num_workers):
+        self.netdef = netdef
+        self.name = netdef.name
+        self.net_type = net_type
+        self.steps = steps
+        self.cross_device_reads = cross_device_reads
+        self.num_workers = num_workers
+        self.dependencies = None  # filled lazily by the dag executor
+
+
+def _merged_option(net_option, op):
+    if net_option is None:
+        return op.device_option if op.HasField("device_option") else None
+    merged = caffe2_pb2.DeviceOption()
+    merged.CopyFrom(net_option)
+    if op.HasField("device_option"):
+        merged.MergeFrom(op.device_option)
+    return merged
+
+
+def _fail(op_index, op, message, cls=GraphnetError):
+    return cls("%s\n  while creating op #%d (%s): %s" % (
+        message, op_index, op.type, short_text(op)))
+
+
+def compile_net(netdef, blobs):
+    """Check `netdef` against the blobs of a workspace and build its Plan.
+
+    Creates empty blobs for op outputs (as Caffe2 did) only when the whole net
+    compiled, so a rejected net leaves the workspace untouched.
+    """
+    if not netdef.name:
+        raise GraphnetError("Net definition should have a name.")
+    net_type = resolve_net_type(netdef.type)
+    net_option = netdef.device_option if netdef.HasField("device_option") else None
+    external = set(netdef.external_input)
+    produced = {}  # blob name -> static device of its latest producer
+    steps, reads = [], []
+    for index, op in enumerate(netdef.op):
+        option = _merged_option(net_option, op)
+        if option is not None and option.node_name:
+            raise _fail(index, op, "node_name must be empty for all operators at "
+                        "execution time.")
+        try:
+            schema = registry.get(op.type)
+        except registry.UnknownOperatorError as exc:
+            raise _fail(index, op, str(exc), registry.UnknownOperatorError)
+        try:
+            schema.check(op)
+            args = schema.parse_args(op)
+        except SchemaError as exc:
+            raise type(exc)("%s\n  (op #%d in net '%s')" % (exc, index, netdef.name))
+        device = device_of(option)
+        try:
+            schema.check_device(device)
+            backend = backend_for(device)
+        except GraphnetError as exc:
+            raise _fail(index, op, str(exc), type(exc))
+        known = []
+        for i, name in enumerate(op.input):
+            if external and name not in external and name not in produced:
+                raise _fail(index, op, "op %s: Source for input %s is unknown for net "
+                            "%s, operator %s" % (op.type, name, netdef.name,
+                                                 short_text(op)))
+            if name in produced:
+                known.append(produced[name])
+            elif name in blobs:
+                blob = blobs[name]
+                known.append(None if blob.empty else blob.device)
+            else:
+                raise _fail(index, op, "op %s: Encountered a non-existing input blob: %s"
+                            % (op.type, name))
+        want, outs = schema.devices(schema, device, len(op.input), len(op.output), known)
+        for i, name in enumerate(op.input):
+            if want[i] is not None and known[i] is not None and known[i] != want[i]:
+                reads.append(CrossDeviceRead(index, op.type, name, i, known[i], want[i]))
+        for name, out_device in zip(op.output, outs):
+            produced[name] = out_device
+        step = Step()
+        step.index, step.op, step.op_type, step.schema = index, op, op.type, schema
+        step.args, step.device, step.backend = args, device, backend
+        step.kernel = schema.kernel_for(backend.name)
+        seed = option.random_seed if option is not None and option.HasField(
+            "random_seed") else None
+        step.ctx = KernelContext(backend, device, op, seed=seed)
+        step.in_names, step.out_names = list(op.input), list(op.output)
+        step.want_devices, step.out_devices = want, outs
+        step.dynamic_devices = schema.devices is not default_devices
+        step.warned = set()
+        steps.append(step)
+    for name in netdef.external_output:
+        if name not in produced and name not in external:
+            raise GraphnetError("Some of the blobs are declared as output but never "
+                                "produced by the net %s, the first one is %s"
+                                % (netdef.name, name))
+    if reads and config.strict_devices():
+        raise DeviceMismatchError(
+            "Net '%s' has %d cross-device read%s (strict device mode):\n  %s" % (
+                netdef.name, len(reads), "" if len(reads) == 1 else "s",
+                "\n  ".join(str(r) for r in reads)))
+    for step in steps:
+        for name in step.out_names:
+            if name not in blobs:
+                blobs[name] = Blob(None, CPU)
+    for step in steps:
+        step.in_blobs = [blobs[n] for n in step.in_names]
+        step.out_blobs = [blobs[n] for n in step.out_names]
+    return Plan(netdef, net_type, steps, reads, netdef.num_workers or None)
+
+
+def warn_cross_device(plan_name, step, i, blob_device, want):
+    """Warn once per (op, blob) that a cross-device read was served by a transfer."""
+    key = (i, blob_device)
+    if key in step.warned:
+        return
+    step.warned.add(key)
+    read = CrossDeviceRead(step.index, step.op_type, step.in_names[i], i, blob_device,
+                           want)
+    warnings.warn("net '%s': %s. graphnet transferred it (Caffe2 read it through "
+                  "unified addressing, which crashes without peer access; see "
+                  "facebookresearch/dlrm#70)." % (plan_name, read),
+                  CrossDeviceReadWarning, stacklevel=4)

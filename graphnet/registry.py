@@ -1,0 +1,415 @@
+"""Operator schemas, kernels and gradient makers, keyed by op type.
+
+One `OpSchema` holds everything about an op: input/output counts, in-place
+rules, typed arguments with defaults, device placement of its inputs and
+outputs, the shape/type rule, kernels per backend, and the gradient maker.
+Op families under `ops/` create schemas and fill them with decorators:
+
+    RELU = OpSchema("Relu", inputs=1, outputs=1, allow_inplace={(0, 0)})
+
+    @RELU.shape
+    def _(args, x):
+        return [x]
+
+    @RELU.kernel
+    def relu(ctx, args, x):
+        return ctx.xp.maximum(x, 0)
+
+Imports numpy, graphnet.errors and graphnet.devices only.
+"""
+
+import difflib
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections import namedtuple
+
+import numpy as np
+
+from graphnet.devices import CPU
+from graphnet.errors import (ArgumentError, EnforceError, SchemaError,
+                             UnknownOperatorError, enforce)
+
+__all__ = ["Arg", "OpArgs", "OpSchema", "TensorInfo", "KernelContext",
+           "register", "get", "lookup", "registered_types", "is_registered",
+           "enforce", "EnforceError", "INF"]
+
+log = logging.getLogger("graphnet")
+
+INF = None  # upper bound meaning "no limit" in input/output counts
+
+
+class TensorInfo(namedtuple("TensorInfo", ["shape", "dtype"])):
+    """Static shape (tuple of ints) and numpy dtype of a blob; what shape rules trade."""
+
+    __slots__ = ()
+
+    def __new__(cls, shape, dtype=np.float32):
+        return super().__new__(cls, tuple(int(d) for d in shape), np.dtype(dtype))
+
+    @classmethod
+    def of(cls, array):
+        return cls(array.shape, array.dtype)
+
+
+# --- arguments -----------------------------------------------------------------
+
+# kind -> (proto field, "what the field holds" for messages)
+_ARG_FIELDS = {
+    "int": "i", "bool": "i", "float": "f", "string": "s",
+    "ints": "ints", "floats": "floats", "strings": "strings",
+    "tensor": "t", "tensors": "tensors", "net": "n", "nets": "nets",
+}
+_SINGULAR = {"i", "f", "s", "t", "n"}
+
+
+class Arg(object):
+    """One typed operator argument: name, kind (see _ARG_FIELDS or 'scalar'), default.
+
+    kind 'scalar' accepts whichever of f/i/s is set (ConstantFill's `value`).
+    """
+
+    __slots__ = ("name", "kind", "default", "required")
+
+    def __init__(self, name, kind, default=None, required=False):
+        if kind not in _ARG_FIELDS and kind != "scalar":
+            raise ValueError("unknown argument kind %r for %r" % (kind, name))
+        self.name, self.kind, self.default, self.required = name, kind, default, required
+
+
+class OpArgs(object):
+    """Parsed, typed arguments of one OperatorDef: `args.axis`, `args.has('axis')`.
+
+    `args.field(name)` tells which proto field held a 'scalar' argument.
+    """
+
+    def __init__(self, values, present, fields):
+        self.__dict__.update(values)
+        self._present = present
+        self._fields = fields
+
+    def has(self, name):
+        return name in self._present
+
+    def field(self, name):
+        return self._fields.get(name)
+
+    def __repr__(self):
+        shown = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return "OpArgs(%r)" % shown
+
+
+def _arg_value(arg, field):
+    if field in ("ints", "floats", "strings", "tensors", "nets"):
+        values = list(getattr(arg, field))
+        if field == "strings":
+            return [v.decode("utf-8", "surrogateescape") for v in values]
+        return values
+    value = getattr(arg, field)
+    if field == "s":
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def _present_field(arg, field):
+    if field in _SINGULAR:
+        return arg.HasField(field)
+    return len(getattr(arg, field)) > 0
+
+
+# --- the schema ----------------------------------------------------------------
+
+def _count_range(spec):
+    if isinstance(spec, int):
+        return spec, spec
+    low, high = spec
+    return low, high
+
+
+def _pair_rule(spec):
+    """In-place rules are sets of (input, output) pairs or predicates f(i, o)."""
+    if callable(spec):
+        return spec
+    pairs = frozenset(spec or ())
+    return lambda i, o: (i, o) in pairs
+
+
+def default_devices(schema, op_device, num_inputs, num_outputs, input_devices):
+    """Inputs and outputs on the op's device, except the schema's CPU-only slots."""
+    wanted = [CPU if i in schema.cpu_inputs else op_device for i in range(num_inputs)]
+    outs = [CPU if o in schema.cpu_outputs else op_device for o in range(num_outputs)]
+    return wanted, outs
+
+
+class OpSchema(object):
+    """Everything about one operator type, in one place.
+
+    inputs/outputs: an int, or (min, max) with max INF for unbounded.
+    input_check/output_check: optional predicates on the count (with a message).
+    allow_inplace/enforce_inplace: sets of (input, output) pairs, or predicates.
+    args: Arg objects; names not listed are ignored, as Caffe2 did.
+    cpu_inputs/cpu_outputs: slots that live on the CPU whatever the op's device.
+    devices: optional f(schema, op_device, n_in, n_out, input_devices) ->
+        (expected input devices, None meaning "any"; output devices).
+    device_kinds: where an implementation exists ("cpu", "gpu"); CopyGPUToCPU is
+        GPU-only as in Caffe2.
+    """
+
+    def __init__(self, type, inputs=1, outputs=1, args=(), allow_inplace=(),
+                 enforce_inplace=(), input_check=None, output_check=None,
+                 cpu_inputs=(), cpu_outputs=(), devices=None, device_kinds=("cpu", "gpu"),
+                 doc="", register_now=True):
+        self.type = type
+        self.min_inputs, self.max_inputs = _count_range(inputs)
+        self.min_outputs, self.max_outputs = _count_range(outputs)
+        self.input_check = input_check
+        self.output_check = output_check
+        self.args = {a.name: a for a in args}
+        self.allows_inplace = _pair_rule(allow_inplace)
+        self.enforces_inplace = _pair_rule(enforce_inplace)
+        self.cpu_inputs = frozenset(cpu_inputs)
+        self.cpu_outputs = frozenset(cpu_outputs)
+        self.devices = devices or default_devices
+        self.device_kinds = frozenset(device_kinds)
+        self.doc = doc
+        self.shape_fn = None
+        self.kernels = {}
+        self.gradient_maker = None
+        self.no_gradient = False
+        self.should_not_do_gradient = False
+        if register_now:
+            register(self)
+
+    # decorators --------------------------------------------------------------
+    def shape(self, fn):
+        """Register f(args, *input_infos) -> [TensorInfo per output]."""
+        self.shape_fn = fn
+        return fn
+
+    def kernel(self, fn=None, backend="generic"):
+        """Register f(ctx, args, *inputs) -> output or tuple of outputs.
+
+        'generic' kernels use `ctx.xp` and serve numpy and CuPy alike; a
+        backend-specific kernel ('numpy', 'cupy') overrides it there.
+        """
+        def wrap(f):
+            self.kernels[backend] = f
+            return f
+        return wrap(fn) if fn is not None else wrap
+
+    def gradient(self, fn):
+        """Register a gradient maker f(op, g_output) -> (ops, g_input)."""
+        self.gradient_maker = fn
+        return fn
+
+    def check_device(self, device):
+        kind = "gpu" if device.is_gpu else "cpu"
+        if kind not in self.device_kinds:
+            raise SchemaError(
+                "Cannot create operator of type '%s' on the device '%s'. Verify that "
+                "implementation for the corresponding device exist. (%s runs on: %s)"
+                % (self.type, "CUDA" if kind == "gpu" else "CPU", self.type,
+                   ", ".join(sorted(k.upper() for k in self.device_kinds))))
+
+    def kernel_for(self, backend):
+        fn = self.kernels.get(backend) or self.kernels.get("generic")
+        if fn is None:
+            raise SchemaError(
+                "Cannot create operator of type '%s' on the device '%s': no kernel is "
+                "registered for that backend." % (self.type, backend))
+        return fn
+
+    # checks ------------------------------------------------------------------
+    def check(self, op):
+        """Validate counts, in-place rules and required args of an OperatorDef."""
+        reason = self._check_reason(op)
+        if reason:
+            raise SchemaError("%s\nOperator def did not pass schema checking: %s"
+                              % (reason, short_text(op)))
+
+    def _check_reason(self, op):
+        n_in, n_out = len(op.input), len(op.output)
+        for what, n, low, high, pred in (
+                ("Input", n_in, self.min_inputs, self.max_inputs, self.input_check),
+                ("Output", n_out, self.min_outputs, self.max_outputs, self.output_check)):
+            if n < low or (high is not None and n > high):
+                return "%s size %d not in range [min=%d, max=%s] for op %s." % (
+                    what, n, low, "inf" if high is None else high, self.type)
+            if pred is not None and not pred(n):
+                return "%s size %d not in allowed %s sizes of op %s." % (
+                    what, n, what.lower(), self.type)
+        for i, name_in in enumerate(op.input):
+            for o, name_out in enumerate(op.output):
+                if name_in == name_out and not (self.allows_inplace(i, o)
+                                                or self.enforces_inplace(i, o)):
+                    return ("Input index %d and output idx %d (%s) are set to be in-place "
+                            "but this is actually not supported by op %s."
+                            % (i, o, name_out, self.type))
+        for i in range(n_in):
+            for o in range(n_out):
+                if self.enforces_inplace(i, o) and op.input[i] != op.output[o]:
+                    return ("Input index %d (%s) and output idx %d (%s) are not in-place "
+                            "but should be as required by op %s."
+                            % (i, op.input[i], o, op.output[o], self.type))
+        return None
+
+    def parse_args(self, op):
+        """Typed argument values with defaults; raises ArgumentError like Caffe2."""
+        values = {name: a.default for name, a in self.args.items()}
+        present, fields, seen = set(), {}, {}
+        for arg in op.arg:
+            name = arg.name
+            if name in seen:
+                if seen[name] == arg:
+                    log.warning("Duplicated argument name [%s] found in operator %s.",
+                                name, self.type)
+                    continue
+                raise ArgumentError("Found argument of the same name %s but with different "
+                                    "contents. Op: %s" % (name, short_text(op)))
+            seen[name] = arg
+            spec = self.args.get(name)
+            if spec is None:
+                continue  # unknown names are ignored, as in Caffe2 (DLRM's decay_)
+            if spec.kind == "scalar":
+                field = next((f for f in ("f", "i", "s") if arg.HasField(f)), None)
+                if field is None:
+                    raise ArgumentError(
+                        "Argument %s of op %s holds no scalar value (expected field f, i "
+                        "or s)." % (name, self.type))
+            else:
+                field = _ARG_FIELDS[spec.kind]
+                if not _present_field(arg, field) and not _empty_list_ok(arg, field):
+                    raise ArgumentError(
+                        "Argument %s does not have the right field: expected field %s "
+                        "(op %s). Fix: pass %s." % (name, field, self.type,
+                                                    _fix_hint(spec.kind, name)))
+            value = _arg_value(arg, field)
+            if spec.kind == "bool":
+                value = bool(value)
+            values[name] = value
+            present.add(name)
+            fields[name] = field
+        for name, spec in self.args.items():
+            if spec.required and name not in present:
+                raise ArgumentError("Argument '%s' is required for Operator '%s'."
+                                    % (name, self.type))
+        return OpArgs(values, present, fields)
+
+
+def _empty_list_ok(arg, field):
+    """An empty repeated argument (`split=[]`) is legal and stays empty."""
+    if field in _SINGULAR:
+        return False
+    return not any(arg.HasField(f) for f in ("f", "i", "s", "t", "n"))
+
+
+def _fix_hint(kind, name):
+    return {"float": "a Python float, e.g. %s=0.0" % name,
+            "int": "a Python int, e.g. %s=1" % name,
+            "bool": "a Python int or bool",
+            "string": "a str"}.get(kind, "a value of kind %s" % kind)
+
+
+def short_text(op):
+    """The one-line text form of a message (protobuf's ShortDebugString)."""
+    from google.protobuf import text_format
+    return text_format.MessageToString(op, as_one_line=True)
+
+
+# --- kernel context ----------------------------------------------------------
+
+class KernelContext(object):
+    """What a kernel may use besides its inputs: the array module (`xp`), the
+    backend (for data movement: `ctx.backend.copy_to(x, ctx.device)`), its
+    device, its random generator, how many outputs were asked for, blob names."""
+
+    __slots__ = ("xp", "backend", "device", "op", "num_outputs", "input_names",
+                 "output_names", "_rng", "_seed", "options")
+
+    def __init__(self, backend, device, op, seed=None, options=None):
+        self.backend = backend
+        self.xp = backend.xp
+        self.device = device
+        self.op = op
+        self.num_outputs = len(op.output)
+        self.input_names = list(op.input)
+        self.output_names = list(op.output)
+        self._rng = None
+        self._seed = seed
+        self.options = options or {}
+
+    @property
+    def rng(self):
+        """A numpy Generator, seeded from device_option.random_seed when set."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self._seed)
+        return self._rng
+
+    def inplace(self, i, o):
+        """True when input i and output o name the same blob."""
+        return self.input_names[i] == self.output_names[o]
+
+
+# --- the registry --------------------------------------------------------------
+
+_SCHEMAS = {}
+_LOADED = [False]
+
+
+def register(schema):
+    if schema.type in _SCHEMAS:
+        raise ValueError("operator %r registered twice" % schema.type)
+    _SCHEMAS[schema.type] = schema
+    return schema
+
+
+def _ensure_loaded():
+    """Import every op family once (graphnet.ops, or ops/ beside a source checkout)."""
+    if _LOADED[0]:
+        return
+    _LOADED[0] = True
+    try:
+        importlib.import_module("graphnet.ops")
+    except ModuleNotFoundError as exc:
+        if exc.name != "graphnet.ops":
+            raise
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        init = os.path.join(here, "ops", "__init__.py")
+        spec = importlib.util.spec_from_file_location(
+            "graphnet.ops", init, submodule_search_locations=[os.path.dirname(init)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["graphnet.ops"] = module
+        spec.loader.exec_module(module)
+
+
+def lookup(op_type):
+    """The schema of `op_type`, or None."""
+    _ensure_loaded()
+    return _SCHEMAS.get(op_type)
+
+
+def get(op_type):
+    """The schema of `op_type`; unknown types raise with 'Did you mean' suggestions."""
+    schema = lookup(op_type)
+    if schema is None:
+        close = difflib.get_close_matches(op_type, list(_SCHEMAS), n=5, cutoff=0.6)
+        raise UnknownOperatorError(
+            "Operator type '%s' is not registered. Did you mean: %s"
+            % (op_type, close if close else "(no close match)"))
+    return schema
+
+
+def is_registered(op_type):
+    return lookup(op_type) is not None
+
+
+def registered_types():
+    _ensure_loaded()
+    return sorted(_SCHEMAS)
+
+
+def suggestions(op_type, n=5):
+    _ensure_loaded()
+    return difflib.get_close_matches(op_type, list(_SCHEMAS), n=n, cutoff=0.6)
