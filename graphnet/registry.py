@@ -150,6 +150,8 @@ class OpSchema(object):
     input_check/output_check: optional predicates on the count (with a message).
     allow_inplace/enforce_inplace: sets of (input, output) pairs, or predicates.
     args: Arg objects; names not listed are ignored, as Caffe2 did.
+    no_gradient: Caffe2's NO_GRADIENT (the op is silently skipped by backward).
+    should_not_do_gradient: SHOULD_NOT_DO_GRADIENT (error if backward reaches it).
     cpu_inputs/cpu_outputs: slots that live on the CPU whatever the op's device.
     devices: optional f(schema, op_device, n_in, n_out, input_devices) ->
         (expected input devices, None meaning "any"; output devices).
@@ -160,7 +162,8 @@ class OpSchema(object):
     def __init__(self, type, inputs=1, outputs=1, args=(), allow_inplace=(),
                  enforce_inplace=(), input_check=None, output_check=None,
                  cpu_inputs=(), cpu_outputs=(), devices=None, device_kinds=("cpu", "gpu"),
-                 doc="", register_now=True):
+                 no_gradient=False, should_not_do_gradient=False, doc="",
+                 register_now=True):
         self.type = type
         self.min_inputs, self.max_inputs = _count_range(inputs)
         self.min_outputs, self.max_outputs = _count_range(outputs)
@@ -177,8 +180,9 @@ class OpSchema(object):
         self.shape_fn = None
         self.kernels = {}
         self.gradient_maker = None
-        self.no_gradient = False
-        self.should_not_do_gradient = False
+        self.gradient_copies_args = True
+        self.no_gradient = no_gradient
+        self.should_not_do_gradient = should_not_do_gradient
         if register_now:
             register(self)
 
@@ -199,10 +203,18 @@ class OpSchema(object):
             return f
         return wrap(fn) if fn is not None else wrap
 
-    def gradient(self, fn):
-        """Register a gradient maker f(op, g_output) -> (ops, g_input)."""
-        self.gradient_maker = fn
-        return fn
+    def gradient(self, fn=None, copy_args=True):
+        """Register a gradient maker f(g) -> [gradient OperatorDefs], where g is a
+        graphnet.gradient_maker.GradientContext (I, O, GO, GI, GI_V, GI_I, op).
+
+        copy_args=False opts out of appending the forward args to the gradient
+        ops (Caffe2's BatchMatMul, Transpose and Reshape makers do).
+        """
+        def wrap(f):
+            self.gradient_maker = f
+            self.gradient_copies_args = copy_args
+            return f
+        return wrap(fn) if fn is not None else wrap
 
     def check_device(self, device):
         kind = "gpu" if device.is_gpu else "cpu"

@@ -78,3 +78,27 @@ COPY_ON_DEVICE_LIKE.shape(_identical)
 def copy_on_device_like(ctx, args, x, like):
     return ctx.backend.copy_like(x, like)
 
+
+
+# --- gradients -----------------------------------------------------------------
+
+@COPY.gradient
+def _copy_gradient(g):
+    """The gradient goes back to the device the forward source lives on."""
+    return [g.op("CopyOnDeviceLike", [g.GO(0), g.I(0)], [g.GI(0)])]
+
+
+def _mirror_copy_gradient(grad_type):
+    def maker(g):
+        if g.has_GO(0) and not isinstance(g.g_output[0], str):
+            indices, values = g.GO_I(0), g.GO_V(0)
+            g.SetSparse(0, g.I(0) + "_grad_indices", g.I(0) + "_grad_values")
+            return [g.op(grad_type, [indices], [g.I(0) + "_grad_indices"]),
+                    g.op(grad_type, [values], [g.I(0) + "_grad_values"])]
+        return [g.op(grad_type, [g.GO(0)], [g.GI(0)])]
+    return maker
+
+
+COPY_GPU_TO_CPU.gradient(_mirror_copy_gradient("CopyCPUToGPU"))
+COPY_CPU_TO_GPU.gradient(_mirror_copy_gradient("CopyGPUToCPU"))
+COPY_ON_DEVICE_LIKE.should_not_do_gradient = True

@@ -15,7 +15,7 @@ from graphnet.devices import CPU, CUDA_TYPE, Device
 from graphnet.proto import caffe2_pb2
 from graphnet.registry import TensorInfo
 
-__all__ = ["run_op", "check_op", "check_shape_inference", "check_devices",
+__all__ = ["run_op", "check_op", "check_shape_inference", "check_devices", "check_gradient", "gradient_of",
            "check_reference", "gpu", "cpu", "op_def"]
 
 
@@ -145,3 +145,82 @@ def check_op(op_type, inputs, reference, outputs=1, rtol=1e-5, atol=1e-6, **args
     check_shape_inference(op_type, inputs, outputs, **args)
     check_devices(op_type, inputs, outputs, **args)
     return got
+
+
+def _densify(grad, like):
+    """A GradientSlice's (indices, values) as a dense array shaped like `like`."""
+    indices, values = grad
+    dense = np.zeros(like.shape, dtype=np.float64)
+    np.add.at(dense, np.asarray(indices).reshape(-1),
+              np.asarray(values, dtype=np.float64).reshape((-1,) + like.shape[1:]))
+    return dense
+
+
+def gradient_of(op_type, inputs, outputs=1, grad_outputs=None, device=None, seed=0,
+                **args):
+    """Run the op forward, then its gradient ops (from the registered maker) with
+    random output gradients dY. Returns (op, forward outs, dYs, {input k: grad})
+    where sparse gradients come back as (indices, values) tuples."""
+    from graphnet.gradient_maker import GradientSlice, make_gradient
+    rng = np.random.default_rng(seed)
+    ws = workspace.Workspace("gradcheck")
+    op = op_def(op_type, len(inputs), outputs, device, **args)
+    feed_inputs(ws, op, inputs, device)
+    ws.RunOperatorOnce(op)
+    outs = [ws.FetchBlob(n) for n in op.output]
+    if grad_outputs is None:
+        grad_outputs = [k for k, o in enumerate(outs) if o.dtype.kind == "f"]
+    dys, g_output = {}, [None] * len(op.output)
+    for k in grad_outputs:
+        dys[k] = rng.standard_normal(outs[k].shape).astype(outs[k].dtype)
+        g_output[k] = op.output[k] + "_grad"
+        where = ws.BlobDevice(op.output[k])
+        ws.FeedBlob(g_output[k], dys[k], device_option=gpu(where.id) if where.is_gpu
+                    else cpu())
+    ops, g_input = make_gradient(op, g_output)
+    ws.RunOperatorsOnce(ops)
+    grads = {}
+    for k, gi in enumerate(g_input):
+        if isinstance(gi, GradientSlice):
+            grads[k] = (ws.FetchBlob(gi.indices), ws.FetchBlob(gi.values))
+        elif gi is not None:
+            grads[k] = ws.FetchBlob(gi)
+    return op, outs, dys, grads, ops
+
+
+def check_gradient(op_type, inputs, wrt, outputs=1, grad_outputs=None, stepsize=1e-2,
+                   threshold=5e-3, device=None, **args):
+    """Finite-difference check of the gradient of sum_k <Y_k, dY_k> w.r.t. each
+    input index in `wrt`, computed by the op's own gradient ops.
+
+    Central differences in the op's dtype, compared as
+    |numeric - analytic| <= threshold * max(1, |analytic|).
+    """
+    op, outs, dys, grads, _ = gradient_of(op_type, inputs, outputs, grad_outputs,
+                                          device, **args)
+    ws = workspace.Workspace("fd")
+
+    def loss(values):
+        feed_inputs(ws, op, values, device)
+        ws.RunOperatorOnce(op)
+        return sum(float(np.sum(ws.FetchBlob(op.output[k]).astype(np.float64) * dy))
+                   for k, dy in dys.items())
+
+    for i in wrt:
+        assert i in grads, "%s produced no gradient for input %d" % (op_type, i)
+        analytic = grads[i]
+        if isinstance(analytic, tuple):
+            analytic = _densify(analytic, np.asarray(inputs[i]))
+        numeric = np.zeros(np.shape(inputs[i]), dtype=np.float64)
+        for j in np.ndindex(*numeric.shape):
+            values = [np.array(x, copy=True) for x in inputs]
+            values[i][j] += stepsize
+            plus = loss(values)
+            values[i][j] -= 2 * stepsize
+            minus = loss(values)
+            numeric[j] = (plus - minus) / (2 * stepsize)
+        analytic = np.asarray(analytic, dtype=np.float64).reshape(numeric.shape)
+        bad = np.abs(numeric - analytic) > threshold * np.maximum(1.0, np.abs(analytic))
+        assert not bad.any(), "%s d/d input %d: numeric %s vs analytic %s" % (
+            op_type, i, numeric[bad][:5], analytic[bad][:5])
+    return grads

@@ -42,8 +42,8 @@ class CrossDeviceRead(object):
             input_index, blob_device, op_device
 
     def __str__(self):
-        return ("op #%d (%s) reads blob '%s' (input %d) living on %s but runs on %s; "
-                "fix: add a Copy of '%s' to %s under DeviceScope(%s) before op #%d"
+        return ("op #%d (%s) reads blob '%s' (input %d) living on %s but expects it on "
+                "%s; fix: add a Copy of '%s' to %s under DeviceScope(%s) before op #%d"
                 % (self.op_index, self.op_type, self.blob, self.input_index,
                    device_name(self.blob_device), device_name(self.op_device),
                    self.blob, device_name(self.op_device), device_name(self.op_device),

@@ -63,3 +63,22 @@ def test_ensure_cpu_output():
     assert ws.BlobDevice("y") == CPU
     np.testing.assert_array_equal(ws.FetchBlob("y"), x)
 
+
+
+def test_copy_gradient_returns_to_source_device():
+    from tests.opcheck import check_gradient, gradient_of
+    x = RNG.standard_normal((3, 2)).astype(np.float32)
+    check_gradient("Copy", [x], wrt=[0])
+    op, outs, dys, grads, ops = gradient_of("Copy", [x], device=2)
+    assert [o.type for o in ops] == ["CopyOnDeviceLike"]
+    assert list(ops[0].input) == ["out0_grad", "in0"]
+    assert ops[0].is_gradient_op and ops[0].device_option.device_id == 2
+    np.testing.assert_array_equal(grads[0], dys[0])
+
+
+def test_copy_gpu_to_cpu_gradient_is_copy_cpu_to_gpu():
+    from tests.opcheck import gradient_of
+    x = RNG.standard_normal((2, 2)).astype(np.float32)
+    op, outs, dys, grads, ops = gradient_of("CopyGPUToCPU", [x], device=1)
+    assert [o.type for o in ops] == ["CopyCPUToGPU"]
+    np.testing.assert_array_equal(grads[0], dys[0])
