@@ -392,6 +392,28 @@ class Net(object):
             else:
                 op.device_option.random_seed = curr_seed
 
+    def AddGradientOperators(self, ys, skip=0):
+        """Append the backward pass of `ys` (list, or dict of given gradients) and
+        return the map {input blob: gradient blob or GradientSlice}."""
+        from graphnet.gradients import GradientRegistry
+        grad_ops, input_to_grad = GradientRegistry.GetBackwardPass(self._net.op[skip:], ys)
+        self._ExtendOps(grad_ops)
+        return input_to_grad
+
+    def DeduplicateGradientSlices(self, g, aggregator="sum"):
+        """Unique(indices) then UnsortedSegmentSum/Mean of the values: a GradientSlice
+        without duplicate indices."""
+        from graphnet.gradients import GradientSlice
+        assert isinstance(g, GradientSlice)
+        unique, remapping = self.Unique([g.indices], 2, engine="SparseHash")
+        if aggregator.lower() == "sum":
+            new_g = self.UnsortedSegmentSum([g.values, remapping], 1)
+        elif aggregator.lower() == "mean":
+            new_g = self.UnsortedSegmentMean([g.values, remapping], 1)
+        else:
+            raise ValueError("{} is not supported".format(aggregator))
+        return GradientSlice(indices=unique, values=new_g)
+
     # --- op creation ----------------------------------------------------------------
     def _CreateAndAddToSelf(self, op_type, inputs, outputs=None, **kwargs):
         from graphnet.core import BlobReference, CreateOperator, _RectifyInputOutput

@@ -18,7 +18,8 @@ __all__ = [
     "IsGPUDeviceType", "device_option_equal", "device_equal", "CreateOperator",
     "InferBlobDevices", "InferOpBlobDevices", "InferOpDeviceAsBlobDevices",
     "IsOperator", "IsOperatorWithEngine", "RefreshRegisteredOperators",
-    "GlobalInit", "DeviceScope", "NameScope", "Net", "GradientSlice", "StringifyBlobName",
+    "GlobalInit", "DeviceScope", "NameScope", "Net", "GradientSlice",
+    "GradientRegistry", "IR", "get_ssa", "get_output_producers", "StringifyBlobName",
     "StringifyNetName", "GetNetName", "scoped_name",
     "get_name_scope",
 ]
@@ -294,4 +295,5 @@ StringifyNetName = GetNetName
 
 # The Net class lives in its own module (it needs the helpers above).
 from graphnet._net import Net  # noqa: E402
-from graphnet.gradient_maker import GradientSlice  # noqa: E402
+from graphnet.gradients import (GradientRegistry, GradientSlice, IR,  # noqa: E402
+                                get_output_producers, get_ssa)

@@ -1,0 +1,2 @@
+
+noinit_init

@@ -1,0 +1,55 @@
+"""Produce the golden files from REAL Caffe2 (run in the reference environment).
+
+    $C2REF/venv-torch1.10.2/bin/python tests/goldens/make_goldens.py
+
+Writes, per scenario, <name>.pb (a NetDefs-in-a-PlanDef-free container:
+one serialized NetDef per key), <name>.pbtxt (Caffe2's printed text) and
+<name>.json (lists), plus <name>.npz (arrays). graphnet is never imported here.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from caffe2.proto import caffe2_pb2  # noqa: E402
+from caffe2.python import workspace  # noqa: E402
+
+import scenarios  # noqa: E402
+
+
+def main():
+    out_dir = os.path.join(HERE, "data")
+    if not os.path.isdir(out_dir):
+        os.makedirs(out_dir)
+    for fn in scenarios.SCENARIOS:
+        workspace.ResetWorkspace()
+        result = fn()
+        protos, lists, arrays = {}, {}, {}
+        for key, value in result.items():
+            if isinstance(value, caffe2_pb2.NetDef):
+                protos[key] = value
+            elif isinstance(value, np.ndarray):
+                arrays[key] = value
+            else:
+                lists[key] = value
+        base = os.path.join(out_dir, fn.__name__)
+        for key, proto in protos.items():
+            with open("%s.%s.pb" % (base, key), "wb") as f:
+                f.write(proto.SerializeToString())
+            with open("%s.%s.pbtxt" % (base, key), "w") as f:
+                f.write(str(proto))
+        if lists:
+            with open(base + ".json", "w") as f:
+                json.dump(lists, f, indent=1, sort_keys=True)
+        if arrays:
+            np.savez(base + ".npz", **arrays)
+        print("wrote", fn.__name__, sorted(result))
+
+
+if __name__ == "__main__":
+    main()
