@@ -1,0 +1,271 @@
+"""Activation family: Relu, Sigmoid, Tanh, Softmax, Dropout and their gradient
+ops (ReluGradient, SigmoidGradient, TanhGradient, SoftmaxGradient, DropoutGrad).
+
+Caffe2 ran all of them on float32 only (CPU); on CUDA Relu/ReluGradient also
+took float16. Gradient ops read the forward *output* Y, never X. Imports the
+registry and numpy only.
+"""
+
+import numpy as np
+
+from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, enforce
+
+_F32 = (np.dtype(np.float32),)
+_F32_F16 = (np.dtype(np.float32), np.dtype(np.float16))
+
+# numpy dtype -> the C++ type name Caffe2 printed in its dtype errors
+_CPP_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+              "int32": "int", "int64": "long int", "bool": "bool", "int8": "signed char",
+              "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
+              "object": "std::string"}
+
+
+def _cpp(dtype):
+    return _CPP_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
+
+
+def _dtypes(ctx, gpu_half=False):
+    return _F32_F16 if gpu_half and ctx.device.is_gpu else _F32
+
+
+def _check_dispatch(op_type, what, x, allowed, index):
+    """The dtype check of Caffe2's dispatching ops ('Unsupported type of tensor')."""
+    enforce(x.dtype in allowed,
+            "Unsupported type of tensor: %s. %s expects %s as %s, found %s. Fix: cast "
+            "it first, e.g. x.astype(np.float32)."
+            % (_cpp(x.dtype), op_type, what, " or ".join(d.name for d in allowed),
+               x.dtype.name), input_index=index)
+
+
+def _check_typed(op_type, what, x, expected, index):
+    """The dtype check of Caffe2's fixed-type ops ('Tensor type mismatch')."""
+    expected = np.dtype(expected)
+    enforce(x.dtype == expected,
+            "Tensor type mismatch, caller expects elements to be %s, while tensor "
+            "contains %s. %s expects %s as %s, found %s. Fix: cast it to %s."
+            % (_cpp(expected), _cpp(x.dtype), op_type, what, expected.name,
+               x.dtype.name, expected.name), input_index=index)
+
+
+def _check_same_shape(op_type, y, dy):
+    enforce(dy.shape == y.shape,
+            "%s: Y and dY must have the same shape: expected dY of shape %s (Y's), "
+            "found %s. Fix: feed the gradient of the forward op's output Y."
+            % (op_type, tuple(y.shape), tuple(dy.shape)), input_index=1)
+
+
+def _identical(args, x, *rest):
+    return [TensorInfo(x.shape, x.dtype)]
+
+
+# --- elementwise activations ---------------------------------------------------
+
+def _elementwise(op_type, forward, backward, gpu_half=False, doc=""):
+    """Schema pair for an elementwise activation and its [Y, dY] -> dX gradient."""
+    fwd = OpSchema(op_type, inputs=1, outputs=1, allow_inplace={(0, 0)}, doc=doc)
+    grad = OpSchema(op_type + "Gradient", inputs=2, outputs=1, allow_inplace={(1, 0)},
+                    doc="dX of %s from its output Y and dY." % op_type)
+    fwd.shape(_identical)
+    grad.shape(_identical)
+
+    @fwd.kernel
+    def run_forward(ctx, args, x):
+        _check_dispatch(op_type, "X", x, _dtypes(ctx, gpu_half), 0)
+        return forward(ctx.xp, x)
+
+    @grad.kernel
+    def run_backward(ctx, args, y, dy):
+        _check_dispatch(op_type + "Gradient", "Y", y, _dtypes(ctx, gpu_half), 0)
+        _check_typed(op_type + "Gradient", "dY", dy, y.dtype, 1)
+        _check_same_shape(op_type + "Gradient", y, dy)
+        return backward(ctx.xp, y, dy)
+
+    @fwd.gradient
+    def make_gradient(g):
+        return [g.op(op_type + "Gradient", [g.O(0), g.GO(0)], [g.GI(0)])]
+
+    run_forward.__name__ = op_type.lower()
+    run_backward.__name__ = op_type.lower() + "_gradient"
+    return fwd, grad
+
+
+def relu(xp, x):
+    return xp.maximum(x, x.dtype.type(0))  # NaN stays NaN, as in Caffe2
+
+
+def relu_gradient(xp, y, dy):
+    return xp.where(y > 0, dy, xp.zeros_like(dy))  # select, so NaN dY at Y<=0 gives 0
+
+
+def sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))  # never overflows; exp(-inf) = 0 gives exact 0 and 1
+    return xp.where(x >= 0, xp.ones_like(x), e) / (1 + e)
+
+
+def sigmoid_gradient(xp, y, dy):
+    return dy * y * (1 - y)
+
+
+def tanh(xp, x):
+    return xp.tanh(x)
+
+
+def tanh_gradient(xp, y, dy):
+    return dy * (1 - y * y)
+
+
+RELU, RELU_GRADIENT = _elementwise(
+    "Relu", relu, relu_gradient, gpu_half=True,
+    doc="Y = max(X, 0); float32 (CUDA also float16). In-place allowed.")
+SIGMOID, SIGMOID_GRADIENT = _elementwise(
+    "Sigmoid", sigmoid, sigmoid_gradient, doc="Y = 1 / (1 + exp(-X)); float32.")
+TANH, TANH_GRADIENT = _elementwise("Tanh", tanh, tanh_gradient, doc="Y = tanh(X); float32.")
+
+
+# --- Softmax ---------------------------------------------------------------------
+
+SOFTMAX = OpSchema(
+    "Softmax", inputs=1, outputs=1, args=[Arg("axis", "int", 1)],
+    doc="Row-wise softmax of X viewed as (size_to_dim(axis), size_from_dim(axis)).")
+SOFTMAX_GRADIENT = OpSchema(
+    "SoftmaxGradient", inputs=2, outputs=1, args=[Arg("axis", "int", 1)],
+    doc="dX = Y * (dY - rowsum(Y * dY)) on the same 2-D view as Softmax.")
+SOFTMAX.shape(_identical)
+SOFTMAX_GRADIENT.shape(_identical)
+
+
+def _rows(op_type, x, axis):
+    """(N, D) of Caffe2's 2-D view, after canonical_axis_index's checks."""
+    ndim = x.ndim
+    enforce(-ndim <= axis < ndim,
+            "%s: axis out of range (Caffe2: 'Expected axis_index %s to be true'): "
+            "expected -%d <= axis < %d for an input of shape %s, found axis=%d. Fix: "
+            "pass an axis inside the input's dims (axis=1 needs at least 2 dims)."
+            % (op_type, "< ndims" if axis >= ndim else ">= -ndims", ndim, ndim,
+               tuple(x.shape), axis), input_index=0)
+    axis = axis + ndim if axis < 0 else axis
+    n = int(np.prod(x.shape[:axis], dtype=np.int64))
+    return n, int(np.prod(x.shape[axis:], dtype=np.int64))
+
+
+@SOFTMAX.kernel
+def softmax(ctx, args, x):
+    _check_typed("Softmax", "X", x, np.float32, 0)
+    n, d = _rows("Softmax", x, args.axis)
+    xp = ctx.xp
+    if n == 0 or d == 0:
+        return xp.zeros(x.shape, dtype=np.float32)
+    rows = x.reshape(n, d)
+    e = xp.exp(rows - rows.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
+
+
+@SOFTMAX_GRADIENT.kernel
+def softmax_gradient(ctx, args, y, dy):
+    _check_typed("SoftmaxGradient", "Y", y, np.float32, 0)
+    _check_typed("SoftmaxGradient", "dY", dy, np.float32, 1)
+    _check_same_shape("SoftmaxGradient", y, dy)
+    n, d = _rows("SoftmaxGradient", y, args.axis)
+    if n == 0 or d == 0:
+        return ctx.xp.zeros(y.shape, dtype=np.float32)
+    y2, dy2 = y.reshape(n, d), dy.reshape(n, d)
+    return (y2 * (dy2 - (y2 * dy2).sum(axis=1, keepdims=True))).reshape(y.shape)
+
+
+@SOFTMAX.gradient
+def _softmax_gradient(g):
+    return [g.op("SoftmaxGradient", [g.O(0), g.GO(0)], [g.GI(0)])]
+
+
+# --- Dropout -----------------------------------------------------------------------
+
+class _RatioCheckedSchema(OpSchema):
+    """Caffe2 checked Dropout's ratio in the op's constructor, i.e. when the op is
+    created (CreateNet / RunOperatorOnce), before any input is read."""
+
+    def parse_args(self, op):
+        args = super().parse_args(op)
+        ratio = args.ratio
+        if not 0.0 <= ratio < 1.0:
+            raise ArgumentError(
+                "%s: ratio must be in [0, 1) (Caffe2: 'ratio_ %s'): found ratio=%r. "
+                "Fix: pass the probability of dropping a value, e.g. ratio=0.5."
+                % (self.type, ">= 0" if ratio < 0 else "< 1", ratio))
+        return args
+
+
+DROPOUT = _RatioCheckedSchema(
+    "Dropout", inputs=1, outputs=(1, 2), allow_inplace={(0, 0)},
+    args=[Arg("ratio", "float", 0.5), Arg("is_test", "int", 0, required=True)],
+    doc="Training: mask ~ bernoulli(1 - ratio), Y = X * mask / (1 - ratio); test "
+        "(is_test != 0): Y = X and the mask output is left unwritten.")
+DROPOUT_GRAD = _RatioCheckedSchema(
+    "DropoutGrad", inputs=(1, 2), outputs=1, allow_inplace={(0, 0)},
+    args=[Arg("ratio", "float", 0.5), Arg("is_test", "int", 0)],
+    doc="Training: dX = dY * mask / (1 - ratio) from [dY, mask]; test: dX = dY.")
+
+
+def _scale(ratio):
+    # Caffe2: float scale = 1. / (1. - ratio_), the subtraction done in double.
+    return np.float32(1.0 / (1.0 - float(ratio)))
+
+
+@DROPOUT.shape
+def _dropout_shape(args, x):
+    infos = [TensorInfo(x.shape, x.dtype)]
+    if not args.is_test:
+        infos.append(TensorInfo(x.shape, np.bool_))
+    return infos
+
+
+@DROPOUT.kernel
+def dropout(ctx, args, x):
+    _check_typed("Dropout", "X", x, np.float32, 0)
+    if args.is_test:
+        y = x if ctx.inplace(0, 0) else x.copy()
+        return (y, None) if ctx.num_outputs == 2 else y
+    enforce(ctx.num_outputs == 2,
+            "Dropout in training mode (is_test=0) writes the mask as output 1: "
+            "expected 2 outputs (Y, mask), found %d. Fix: add a mask output, or set "
+            "is_test=1 for inference." % ctx.num_outputs)
+    keep = ctx.rng.random(x.shape) < 1.0 - float(args.ratio)
+    mask = ctx.backend.from_host(keep, ctx.device)
+    return x * _scale(args.ratio) * mask, mask
+
+
+@DROPOUT_GRAD.shape
+def _dropout_grad_shape(args, dy, *mask):
+    return [TensorInfo(dy.shape, dy.dtype)]
+
+
+@DROPOUT_GRAD.kernel
+def dropout_grad(ctx, args, dy, *mask):
+    _check_typed("DropoutGrad", "dY", dy, np.float32, 0)
+    if args.is_test:
+        return dy if ctx.inplace(0, 0) else dy.copy()
+    enforce(len(mask) == 1,
+            "DropoutGrad in training mode (is_test=0) needs the forward mask: expected "
+            "inputs [dY, mask], found %d input. Fix: pass Dropout's mask output as "
+            "input 1, or set is_test=1." % (1 + len(mask)))
+    mask = mask[0]
+    _check_typed("DropoutGrad", "mask", mask, np.bool_, 1)
+    enforce(mask.size == dy.size,
+            "dY.numel() == mask.numel(). %d vs %d. DropoutGrad expects a mask with as "
+            "many elements as dY %s, found shape %s. Fix: pass the mask Dropout wrote "
+            "for this dY." % (dy.size, mask.size, tuple(dy.shape), tuple(mask.shape)),
+            input_index=1)
+    return dy * mask.reshape(dy.shape) * _scale(args.ratio)
+
+
+@DROPOUT.gradient
+def _dropout_gradient(g):
+    if not g.has_arg("is_test"):
+        raise ArgumentError("(GradientMaker) Argument 'is_test' is required for Operator "
+                            "'Dropout'. Fix: pass is_test=0 (training) or is_test=1.")
+    if g.arg("is_test", 0):
+        return [g.op("DropoutGrad", [g.GO(0)], [g.GI(0)])]
+    enforce(len(g.def_.output) == 2,
+            "Dropout's gradient in training mode (is_test=0) reads the mask (output 1), "
+            "but the op has %d output. Fix: give Dropout a mask output."
+            % len(g.def_.output))
+    return [g.op("DropoutGrad", [g.GO(0), g.O(1)], [g.GI(0)])]

@@ -1,0 +1,360 @@
+"""Matrix-multiply family: FC, FCTransposed, BatchMatMul, MatMul and their gradients
+(FCGradient, FCTransposedGradient; BatchMatMul and MatMul differentiate into
+themselves). Imports numpy and graphnet.registry only; kernels use `ctx.xp`.
+
+Dtypes follow Caffe2 1.10: float32 everywhere on the CPU; on GPUs the FC family and
+BatchMatMul also take float16 (computed in float32, as Caffe2's half path did), MatMul
+stays float32.
+"""
+
+import numpy as np
+
+from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
+
+# Caffe2's spelling of numpy dtypes in "Tensor type mismatch" / "Unsupported type".
+_C10_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+              "int32": "int", "int64": "long", "int16": "short", "int8": "signed char",
+              "uint8": "unsigned char", "uint16": "unsigned short", "bool": "bool"}
+
+
+def _c10(dtype):
+    return _C10_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
+
+
+def _check_float(ctx, op_type, arrays, names, half_on_gpu, dispatch):
+    """Input 0 picks the type (float32, or float16 on a GPU where Caffe2 had a half
+    kernel); every other float input must hold that same type. Returns the dtype."""
+    allowed = ("float32", "float16") if half_on_gpu and ctx.device.is_gpu else ("float32",)
+    lead = np.dtype(arrays[0].dtype)
+    if lead.name not in allowed:
+        head = ("Unsupported type of tensor: %s" % _c10(lead) if dispatch else
+                "Tensor type mismatch, caller expects elements to be float, while tensor "
+                "contains %s." % _c10(lead))
+        enforce(False, "%s (%s input %s: expected %s, found %s. Fix: feed %s data or "
+                "Cast(to=FLOAT) first.)" % (head, op_type, names[0], " or ".join(allowed),
+                                             lead.name, allowed[0]), input_index=0)
+    for k, array in enumerate(arrays[1:], 1):
+        enforce(np.dtype(array.dtype) == lead,
+                "Tensor type mismatch, caller expects elements to be %s, while tensor "
+                "contains %s. (%s input %s: expected %s like input %s, found %s. Fix: "
+                "give every operand the same float dtype.)"
+                % (_c10(lead), _c10(array.dtype), op_type, names[k], lead.name, names[0],
+                   np.dtype(array.dtype).name), input_index=k)
+    return lead
+
+
+def _prod(dims):
+    out = 1
+    for d in dims:
+        out *= int(d)
+    return out
+
+
+def _canonical_axis(axis, shape, op_type, what, input_index):
+    ndim = len(shape)
+    enforce(axis >= -ndim, "Expected axis_index >= -ndims to be true, but got false. "
+            "(%s: axis %d of %s with shape %s: expected -%d <= axis < %d. Fix: pass an "
+            "axis inside the rank.)" % (op_type, axis, what, list(shape), ndim, ndim),
+            input_index=input_index)
+    enforce(axis < ndim, "Expected axis_index < ndims to be true, but got false. "
+            "(%s: axis %d of %s with shape %s: expected -%d <= axis < %d. Fix: pass an "
+            "axis inside the rank.)" % (op_type, axis, what, list(shape), ndim, ndim),
+            input_index=input_index)
+    return axis + ndim if axis < 0 else axis
+
+
+def _dims(shape):
+    return "[%s]" % ", ".join(str(int(d)) for d in shape)
+
+
+# --- FC / FCTransposed ----------------------------------------------------------
+
+def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
+    """(canonical axis, M, K, N) with Caffe2's checks; `third` is b or dY's shape."""
+    if not gradient:
+        enforce(len(third) == 1, "b.dim() == 1. %d (%s: expected a 1-D bias of N "
+                "elements, found shape %s. Fix: reshape b to (N,).)"
+                % (len(third), op_type, list(third)), input_index=2)
+    axis = _canonical_axis(args.axis, x, op_type, "X", 0)
+    m, k = _prod(x[:axis]), _prod(x[axis:])
+    axis_w = _canonical_axis(args.axis_w, w, op_type, "W", 1)
+    n = _prod(w[axis_w:]) if transposed else _prod(w[:axis_w])
+    text = "Dimension mismatch: X: %s, W: %s, %s: %s, axis: %d, M: %d, N: %d, K: %d" % (
+        _dims(x), _dims(w), "dY" if gradient else "b", _dims(third), args.axis, m, n, k)
+    w_shape = "(K, N) = (%d, %d)" % (k, n) if transposed else "(N, K) = (%d, %d)" % (n, k)
+    if not gradient:
+        # Caffe2 computes X.numel() / K and W.numel() / N: zero crashed the process.
+        enforce(k > 0 and n > 0, "%s (%s: expected K = X.size_from_dim(axis) > 0 "
+                "and N > 0, found K=%d, N=%d. Fix: give X and W non-empty feature "
+                "dimensions.)" % (text, op_type, k, n), input_index=0 if k == 0 else 1)
+    enforce(k * n == _prod(w), "%s (%s: expected W to hold K*N = %d elements as %s, "
+            "found %d. Fix: make W's size match X.size_from_dim(axis) = %d or change "
+            "axis/axis_w.)" % (text, op_type, k * n, w_shape, _prod(w), k), input_index=1)
+    if gradient:
+        enforce(_prod(third) == m * n, "%s (%s: expected dY to hold M*N = %d elements, "
+                "found %d. Fix: pass the gradient of the forward output.)"
+                % (text, op_type, m * n, _prod(third)), input_index=2)
+    else:
+        enforce(third[0] == n, "%s (%s: expected b to have N = %d elements, found %d. "
+                "Fix: give b one entry per output unit.)" % (text, op_type, n, third[0]),
+                input_index=2)
+    return axis, m, k, n
+
+
+def _fc_schema(op_type, transposed):
+    schema = OpSchema(op_type, inputs=3, outputs=1, args=_FC_ARGS,
+                      doc="Y = X2d @ %s + b with X2d = X.reshape(M, K) split at `axis`."
+                          % ("W2d (W is (K, N))" if transposed else "W2d.T (W is (N, K))"))
+
+    @schema.shape
+    def _(args, x, w, b):
+        axis, _, _, n = _fc_geometry(op_type, args, x.shape, w.shape, b.shape, transposed)
+        return [TensorInfo(x.shape[:axis] + (n,), x.dtype)]
+
+    @schema.kernel
+    def fc(ctx, args, x, w, b):
+        dtype = _check_float(ctx, op_type, (x, w, b), "XWb", True, ctx.device.is_gpu)
+        axis, m, k, n = _fc_geometry(op_type, args, x.shape, w.shape, b.shape, transposed)
+        x2 = x.reshape(m, k).astype(np.float32, copy=False)
+        w2 = w.reshape(k, n) if transposed else w.reshape(n, k).T
+        y = x2 @ w2.astype(np.float32, copy=False) + b.astype(np.float32, copy=False)
+        return y.astype(dtype, copy=False).reshape(x.shape[:axis] + (n,))
+
+    return schema
+
+
+def _fc_gradient_schema(op_type, transposed):
+    schema = OpSchema(op_type, inputs=3, outputs=(2, 3), args=_FC_ARGS,
+                      doc="Inputs X, W, dY; outputs dW, db and optionally dX.")
+
+    @schema.shape
+    def _(args, x, w, dy):
+        _, _, _, n = _fc_geometry(op_type, args, x.shape, w.shape, dy.shape, transposed,
+                                  gradient=True)
+        # The rule cannot see the output count; a 2-output op ignores the third.
+        return [TensorInfo(w.shape, x.dtype), TensorInfo((n,), x.dtype), x]
+
+    @schema.kernel
+    def fc_gradient(ctx, args, x, w, dy):
+        xp = ctx.xp
+        dtype = _check_float(ctx, op_type, (x, w, dy), ("X", "W", "dY"), True,
+                             ctx.device.is_gpu)
+        _, m, k, n = _fc_geometry(op_type, args, x.shape, w.shape, dy.shape, transposed,
+                                  gradient=True)
+        if x.size == 0:
+            outs = (xp.zeros(w.shape, dtype), xp.zeros((n,), dtype),
+                    xp.zeros(x.shape, dtype))
+            return outs[:ctx.num_outputs]
+        x2 = x.reshape(m, k).astype(np.float32, copy=False)
+        dy2 = dy.reshape(m, n).astype(np.float32, copy=False)
+        w2 = w.reshape(k, n).T if transposed else w.reshape(n, k)  # always (N, K)
+        dw = x2.T @ dy2 if transposed else dy2.T @ x2
+        outs = [dw.astype(dtype).reshape(w.shape), dy2.sum(axis=0).astype(dtype)]
+        if ctx.num_outputs == 3:
+            dx = dy2 @ w2.astype(np.float32, copy=False)
+            outs.append(dx.astype(dtype, copy=False).reshape(x.shape))
+        return tuple(outs)
+
+    return schema
+
+
+_FC_ARGS = [Arg("axis", "int", 1), Arg("axis_w", "int", 1),
+            Arg("float16_compute", "bool", False)]
+
+FC = _fc_schema("FC", transposed=False)
+FC_TRANSPOSED = _fc_schema("FCTransposed", transposed=True)
+FC_GRADIENT = _fc_gradient_schema("FCGradient", transposed=False)
+FC_TRANSPOSED_GRADIENT = _fc_gradient_schema("FCTransposedGradient", transposed=True)
+
+
+def _fc_gradient_maker(g):
+    """One <Type>Gradient op: [X, W, dY] -> [dW, db, dX] (note the order)."""
+    return [g.op(g.def_.type + "Gradient", [g.I(0), g.I(1), g.GO(0)],
+                 [g.GI(1), g.GI(2), g.GI(0)])]
+
+
+FC.gradient(_fc_gradient_maker)
+FC_TRANSPOSED.gradient(_fc_gradient_maker)
+
+
+# --- BatchMatMul -----------------------------------------------------------------
+
+def _bmm_shape(args, a, b):
+    """Output shape of BatchMatMul with Caffe2's checks (1-D operands as numpy)."""
+    ta, tb = args.trans_a, args.trans_b
+    enforce(len(a) >= 1 and len(b) >= 1, "BatchMatMul needs operands of rank >= 1, found "
+            "A %s and B %s. Fix: reshape scalars to (1,)." % (list(a), list(b)),
+            input_index=0 if len(a) == 0 else 1)
+
+    def need(expr, got, what, want, index):
+        enforce(got == want, "%s == %s. %d vs %d (BatchMatMul: expected %s = %d, found "
+                "%d. Fix: make the contracted dimensions of A %s and B %s agree, or set "
+                "trans_a/trans_b.)" % (expr, what, got, want, expr, want, got, list(a),
+                                       list(b)), input_index=index)
+
+    if len(a) == 1 and len(b) == 1:
+        need("A.numel()", a[0], "B.numel()", b[0], 1)
+        return (1,)
+    if len(a) == 1:
+        k = a[0]
+        if tb:
+            need("B_dims[B_ndim - 1]", b[-1], "N", k, 1)
+            return tuple(b[:-1])
+        need("B_dims[B_ndim - 2]", b[-2], "N", k, 1)
+        return tuple(b[:-2]) + (b[-1],)
+    if len(b) == 1:
+        k = b[0]
+        # Caffe2 returned A.shape[:-1] here even with trans_a (wrong unless square);
+        # we keep numpy's (..., M).
+        need("A_dims[A_ndim - %d]" % (2 if ta else 1), a[-2] if ta else a[-1], "N", k, 0)
+        return tuple(a[:-2]) + ((a[-1],) if ta else (a[-2],))
+    m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+    need("B_dims[B_ndim - %d]" % (1 if tb else 2), b[-1] if tb else b[-2], "K", k, 1)
+    n = b[-2] if tb else b[-1]
+    nd = max(len(a), len(b)) - 2
+    ab = (1,) * (nd - len(a) + 2) + tuple(a[:-2])
+    bb = (1,) * (nd - len(b) + 2) + tuple(b[:-2])
+    for da, db in zip(ab, bb):
+        enforce(da == db or da <= 1 or db <= 1,
+                "A_broadcast_dims[i] == B_broadcast_dims[i] || A_broadcast_dims[i] <= 1 || "
+                "B_broadcast_dims[i] <= 1. (BatchMatMul: batch dims %s of A and %s of B "
+                "cannot broadcast (%d vs %d). Fix: make the leading dims equal or 1.)"
+                % (list(a[:-2]), list(b[:-2]), da, db))
+    enforce(ab == bb or args.broadcast,
+            "broadcast_. (BatchMatMul: batch dims of A %s and B %s differ, which needs "
+            "broadcast=1; found broadcast=0. Fix: pass broadcast=1 (no gradient then) or "
+            "give both operands the same batch dims.)" % (list(a), list(b)))
+    batch = tuple(0 if 0 in (da, db) else max(da, db) for da, db in zip(ab, bb))
+    return batch + (m, n)
+
+
+BATCH_MATMUL = OpSchema(
+    "BatchMatMul", inputs=2, outputs=1,
+    args=[Arg("trans_a", "bool", False), Arg("trans_b", "bool", False),
+          Arg("broadcast", "bool", False)],
+    doc="numpy.matmul over the last two dims (each optionally transposed); batch dims "
+        "must be identical unless broadcast=1.")
+
+
+@BATCH_MATMUL.shape
+def _(args, a, b):
+    return [TensorInfo(_bmm_shape(args, a.shape, b.shape), a.dtype)]
+
+
+@BATCH_MATMUL.kernel
+def batch_matmul(ctx, args, a, b):
+    xp = ctx.xp
+    dtype = _check_float(ctx, "BatchMatMul", (a, b), "AB", True, True)
+    shape = _bmm_shape(args, a.shape, b.shape)
+    if _prod(shape) == 0:
+        return xp.zeros(shape, dtype)
+    a32, b32 = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
+    if args.trans_a and a.ndim >= 2:
+        a32 = xp.swapaxes(a32, -1, -2)
+    if args.trans_b and b.ndim >= 2:
+        b32 = xp.swapaxes(b32, -1, -2)
+    y = xp.matmul(a32, b32)
+    return y.astype(dtype, copy=False).reshape(shape)
+
+
+@BATCH_MATMUL.gradient(copy_args=False)
+def _batch_matmul_gradient(g):
+    enforce(not g.arg("broadcast", 0),
+            "Gradient is currently not supported with broadcast=1 for BatchMatMul. "
+            "(op %s -> %s. Fix: build the forward op without broadcast, e.g. tile the "
+            "smaller operand to the full batch first.)" % (list(g.def_.input),
+                                                           list(g.def_.output)))
+    return _matmul_gradient_ops(g, "BatchMatMul", bool(g.arg("trans_a", 0)),
+                                bool(g.arg("trans_b", 0)), None, None)
+
+
+def _matmul_gradient_ops(g, op_type, ta, tb, axis_a, axis_b):
+    """The 4-row table of Caffe2's GetBatchMatMulGradient / GetMatMulGradient.
+
+    For MatMul the forward B (or A) rides along as a third input so the result is
+    reshaped like it, and one axis argument is passed on (axis_* None: none).
+    """
+    GO, A, B = g.GO(0), g.I(0), g.I(1)
+    mm = op_type == "MatMul"
+
+    def op(inputs, like, output, **args):
+        args = {k: v for k, v in args.items() if v is not None}
+        return g.op(op_type, inputs + ([like] if mm else []), [output], **args)
+
+    one = 1
+    if ta and tb:    # dA = B'G', dB = G'A'
+        return [op([B, GO], A, g.GI(0), trans_a=one, trans_b=one, axis_a=axis_b),
+                op([GO, A], B, g.GI(1), trans_a=one, trans_b=one, axis_b=axis_a)]
+    if ta:           # dA = BG', dB = AG
+        return [op([B, GO], A, g.GI(0), trans_b=one, axis_a=axis_b),
+                op([A, GO], B, g.GI(1), axis_a=axis_a)]
+    if tb:           # dA = GB, dB = G'A
+        return [op([GO, B], A, g.GI(0), axis_b=axis_b),
+                op([GO, A], B, g.GI(1), trans_a=one, axis_b=axis_a)]
+    # dA = GB', dB = A'G
+    return [op([GO, B], A, g.GI(0), trans_b=one, axis_b=axis_b),
+            op([A, GO], B, g.GI(1), trans_a=one, axis_a=axis_a)]
+
+
+# --- MatMul ------------------------------------------------------------------------
+
+def _matmul_geometry(args, a, b):
+    """(A 2-D dims, B 2-D dims, Y shape) with Caffe2's checks."""
+    ca = _canonical_axis(args.axis_a, a, "MatMul", "A", 0)
+    cb = _canonical_axis(args.axis_b, b, "MatMul", "B", 1)
+    a2, b2 = (_prod(a[:ca]), _prod(a[ca:])), (_prod(b[:cb]), _prod(b[cb:]))
+    ta, tb = bool(args.trans_a), bool(args.trans_b)
+    am, ak = a2[::-1] if ta else a2
+    bk, bn = b2[::-1] if tb else b2
+    enforce(ak == bk, "Dimension mismatch: %s%d %d%s%d %d (MatMul: expected A's columns "
+            "to equal B's rows, found %d vs %d after axis_a=%d, axis_b=%d and "
+            "transposition. Fix: change trans_a/trans_b or the axes.)"
+            % ("trans(A): " if ta else "A: ", am, ak, ", trans(B): " if tb else ", B: ",
+               bk, bn, ak, bk, args.axis_a, args.axis_b), input_index=1)
+    return a2, b2, (am, bn)
+
+
+def _matmul_out_shape(y, like):
+    """With a third input (gradient ops) Y takes that input's shape."""
+    if like is None:
+        return y
+    enforce(_prod(like) == _prod(y), "MatMul: the third input gives Y its shape, so "
+            "expected it to hold %d elements like the %dx%d product, found shape %s. Fix: "
+            "pass the forward operand this gradient is for."
+            % (_prod(y), y[0], y[1], list(like)), input_index=2)
+    return tuple(like)
+
+
+MATMUL = OpSchema(
+    "MatMul", inputs=(2, 3), outputs=1,
+    args=[Arg("axis_a", "int", 1), Arg("axis_b", "int", 1), Arg("trans_a", "int", 0),
+          Arg("trans_b", "int", 0)],
+    doc="Y = op(A2d) @ op(B2d), operands flattened to 2-D at axis_a/axis_b; an optional "
+        "third input gives Y its shape (used by the gradient).")
+
+
+@MATMUL.shape
+def _(args, a, b, like=None):
+    _, _, y = _matmul_geometry(args, a.shape, b.shape)
+    return [TensorInfo(_matmul_out_shape(y, None if like is None else like.shape),
+                       a.dtype)]
+
+
+@MATMUL.kernel
+def matmul(ctx, args, a, b, like=None):
+    _check_float(ctx, "MatMul", (a, b), "AB", False, False)
+    a2, b2, y = _matmul_geometry(args, a.shape, b.shape)
+    shape = _matmul_out_shape(y, None if like is None else like.shape)
+    a2, b2 = a.reshape(a2), b.reshape(b2)
+    out = (a2.T if args.trans_a else a2) @ (b2.T if args.trans_b else b2)
+    return out.reshape(shape)
+
+
+@MATMUL.gradient(copy_args=False)
+def _matmul_gradient(g):
+    # Caffe2 held axis_a/axis_b in C++ `bool`s, so any nonzero axis is passed on as 1
+    # (right for 2-D operands; for axis >= 2 the dB/dA op fails with a dimension
+    # mismatch, as in Caffe2).
+    return _matmul_gradient_ops(g, "MatMul", bool(g.arg("trans_a", 0)),
+                                bool(g.arg("trans_b", 0)), int(bool(g.arg("axis_a", 1))),
+                                int(bool(g.arg("axis_b", 1))))
