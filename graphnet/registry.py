@@ -82,7 +82,9 @@ class Arg(object):
 class OpArgs(object):
     """Parsed, typed arguments of one OperatorDef: `args.axis`, `args.has('axis')`.
 
-    `args.field(name)` tells which proto field held a 'scalar' argument.
+    `args.field(name)` tells which proto field held a 'scalar' argument;
+    `args._num_inputs` / `args._num_outputs` are the op's input and output
+    counts (shape rules of ops with optional outputs need them).
     """
 
     def __init__(self, values, present, fields):
@@ -150,6 +152,8 @@ class OpSchema(object):
     input_check/output_check: optional predicates on the count (with a message).
     allow_inplace/enforce_inplace: sets of (input, output) pairs, or predicates.
     args: Arg objects; names not listed are ignored, as Caffe2 did.
+    arg_check: optional f(args) raising ArgumentError for argument values Caffe2
+        rejected when the op was constructed (checked at CreateNet).
     no_gradient: Caffe2's NO_GRADIENT (the op is silently skipped by backward).
     should_not_do_gradient: SHOULD_NOT_DO_GRADIENT (error if backward reaches it).
     cpu_inputs/cpu_outputs: slots that live on the CPU whatever the op's device.
@@ -162,8 +166,8 @@ class OpSchema(object):
     def __init__(self, type, inputs=1, outputs=1, args=(), allow_inplace=(),
                  enforce_inplace=(), input_check=None, output_check=None,
                  cpu_inputs=(), cpu_outputs=(), devices=None, device_kinds=("cpu", "gpu"),
-                 no_gradient=False, should_not_do_gradient=False, doc="",
-                 register_now=True):
+                 no_gradient=False, should_not_do_gradient=False, arg_check=None,
+                 doc="", register_now=True):
         self.type = type
         self.min_inputs, self.max_inputs = _count_range(inputs)
         self.min_outputs, self.max_outputs = _count_range(outputs)
@@ -175,6 +179,7 @@ class OpSchema(object):
         self.cpu_inputs = frozenset(cpu_inputs)
         self.cpu_outputs = frozenset(cpu_outputs)
         self.devices = devices or default_devices
+        self.arg_check = arg_check
         self.device_kinds = frozenset(device_kinds)
         self.doc = doc
         self.shape_fn = None
@@ -307,7 +312,11 @@ class OpSchema(object):
             if spec.required and name not in present:
                 raise ArgumentError("Argument '%s' is required for Operator '%s'."
                                     % (name, self.type))
-        return OpArgs(values, present, fields)
+        args = OpArgs(values, present, fields)
+        args._num_inputs, args._num_outputs = len(op.input), len(op.output)
+        if self.arg_check is not None:
+            self.arg_check(args)
+        return args
 
 
 def _empty_list_ok(arg, field):

@@ -150,7 +150,11 @@ def compile_net(netdef, blobs):
             else:
                 raise _fail(index, op, "op %s: Encountered a non-existing input blob: %s"
                             % (op.type, name))
-        want, outs = schema.devices(schema, device, len(op.input), len(op.output), known)
+        try:
+            want, outs = schema.devices(schema, device, len(op.input), len(op.output),
+                                        known)
+        except GraphnetError as exc:
+            raise _fail(index, op, str(exc), type(exc))
         for i, name in enumerate(op.input):
             if want[i] is not None and known[i] is not None and known[i] != want[i]:
                 reads.append(CrossDeviceRead(index, op.type, name, i, known[i], want[i]))

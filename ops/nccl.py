@@ -1,0 +1,125 @@
+"""Collectives across GPUs: NCCLAllreduce, NCCLBroadcast, NCCLReduce.
+
+Caffe2's contrib/nccl ops (CUDA only). Input i lives on GPU i of the
+communicator (its own device), outputs land where their input lives, and
+the op's own device only names the stream that drives the collective. On
+emulated GPUs the reduction is a numpy sum with the same semantics and
+device bookkeeping; the CuPy executor lowers these ops to NCCL.
+"""
+
+from graphnet.devices import device_name
+from graphnet.errors import EnforceError
+from graphnet.registry import Arg, INF, OpSchema, TensorInfo, enforce
+
+
+def _per_input_devices(schema, op_device, n_in, n_out, input_devices):
+    """Each input on its own device (distinct); output i where input i lives."""
+    known = [d for d in input_devices if d is not None]
+    if len(set(known)) != len(known):
+        seen = {}
+        for i, d in enumerate(input_devices):
+            if d is not None and d in seen:
+                raise EnforceError(
+                    "%s: inputs %d and %d both live on %s; a collective takes one "
+                    "tensor per device. Fix: Copy one of them to another GPU or Sum them "
+                    "first." % (schema.type, seen[d], i, device_name(d)), input_index=i)
+            seen[d] = i
+    outs = []
+    for o in range(n_out):
+        source = input_devices[o] if n_out > 1 else input_devices[0] if n_in == 1 else None
+        outs.append(source if source is not None else op_device)
+    return [None] * n_in, outs
+
+
+def _reduce_devices(schema, op_device, n_in, n_out, input_devices):
+    wanted, _ = _per_input_devices(schema, op_device, n_in, n_out, input_devices)
+    return wanted, [op_device] * n_out
+
+
+def _same_float_inputs(op_type, inputs):
+    dtype = inputs[0].dtype
+    for i, x in enumerate(inputs):
+        enforce(x.dtype == dtype and dtype.name in ("float32", "float16"),
+                "%s: all inputs must be float32 or all float16; input %d is %s (input 0 "
+                "is %s). Fix: cast with a Cast op or feed float32." % (
+                    op_type, i, x.dtype, dtype), input_index=i)
+        enforce(x.shape == inputs[0].shape,
+                "%s requires inputs to be of same shape: input %d is %s, input 0 is %s."
+                % (op_type, i, list(x.shape), list(inputs[0].shape)), input_index=i)
+
+
+def _identical_shapes(args, *infos):
+    for i, info in enumerate(infos):
+        enforce(info.shape == infos[0].shape,
+                "NCCLAllreduce requires inputs to be of same shape (input %d: %s, input 0:"
+                " %s)" % (i, list(info.shape), list(infos[0].shape)))
+    return [TensorInfo(infos[0].shape, infos[0].dtype) for _ in infos]
+
+
+ALLREDUCE = OpSchema(
+    "NCCLAllreduce", inputs=(1, INF), outputs=(1, INF), args=[Arg("root", "int", 0)],
+    output_check=lambda n: True, allow_inplace=lambda i, o: i == o,
+    devices=_per_input_devices, device_kinds=("gpu",), should_not_do_gradient=True,
+    doc="Sum the inputs (one per GPU) elementwise; output i, on input i's GPU, gets the "
+        "sum. With one output only the root receives it.")
+
+
+@ALLREDUCE.shape
+def _allreduce_shape(args, *infos):
+    return _identical_shapes(args, *infos)
+
+
+@ALLREDUCE.kernel
+def nccl_allreduce(ctx, args, *inputs):
+    enforce(ctx.num_outputs in (1, len(inputs)),
+            "NCCLAllreduce: %d outputs for %d inputs; use one output per input (or one "
+            "output for a reduce to the root)." % (ctx.num_outputs, len(inputs)))
+    _same_float_inputs("NCCLAllreduce", inputs)
+    total = inputs[0].astype(inputs[0].dtype, copy=True)
+    for x in inputs[1:]:
+        total += x
+    if ctx.num_outputs == 1:
+        return total
+    return tuple([total] + [ctx.xp.array(total, copy=True) for _ in inputs[1:]])
+
+
+BROADCAST = OpSchema(
+    "NCCLBroadcast", inputs=(1, INF), outputs=(1, INF), args=[Arg("root", "int", 0)],
+    enforce_inplace=lambda i, o: i == o, devices=_per_input_devices,
+    device_kinds=("gpu",), should_not_do_gradient=True,
+    doc="Copy the root's tensor into every input (in place, one per GPU).")
+
+
+@BROADCAST.shape
+def _broadcast_shape(args, *infos):
+    return [TensorInfo(info.shape, info.dtype) for info in infos]
+
+
+@BROADCAST.kernel
+def nccl_broadcast(ctx, args, *inputs):
+    enforce(0 <= args.root < len(inputs), "NCCLBroadcast: root %d out of range for %d "
+            "inputs" % (args.root, len(inputs)))
+    _same_float_inputs("NCCLBroadcast", inputs)
+    source = inputs[args.root]
+    return tuple(ctx.xp.array(source, copy=True) for _ in inputs)
+
+
+REDUCE = OpSchema(
+    "NCCLReduce", inputs=(1, INF), outputs=1, args=[Arg("root", "int", 0)],
+    allow_inplace=lambda i, o: o == 0, devices=_reduce_devices, device_kinds=("gpu",),
+    should_not_do_gradient=True,
+    doc="Sum the inputs (one per GPU) into one output on the op's device.")
+
+
+@REDUCE.shape
+def _reduce_shape(args, *infos):
+    return [TensorInfo(infos[0].shape, infos[0].dtype)]
+
+
+@REDUCE.kernel
+def nccl_reduce(ctx, args, *inputs):
+    _same_float_inputs("NCCLReduce", inputs)
+    total = inputs[0].astype(inputs[0].dtype, copy=True)
+    for x in inputs[1:]:
+        total += x
+    return total
