@@ -180,27 +180,43 @@ class ParallelDLRM(object):
         return self.model.net
 
     def feed(self, weights, dense, sparse):
-        """Parameters on every device, tables on their home device, the batch split
-        evenly across devices."""
+        """Parameters and one batch."""
+        self.feed_params(weights)
+        self.feed_batch(dense, sparse)
+
+    def option(self, d):
+        return gpu(d) if self.ndevices > 1 else self.device_option
+
+    def feed_params(self, weights):
+        """MLP parameters on every device, each table on its home device."""
         n = max(self.ndevices, 1)
         for d in range(n):
-            option = gpu(d) if self.ndevices > 1 else self.device_option
-            p = self.prefix(d)
             for name, value in weights.items():
                 if not name.startswith("emb:::"):
-                    workspace.FeedBlob(p + name, value, device_option=option)
-            workspace.FeedBlob(p + "interaction_tril_indices",
+                    workspace.FeedBlob(self.prefix(d) + name, value,
+                                       device_option=self.option(d))
+            workspace.FeedBlob(self.prefix(d) + "interaction_tril_indices",
                                tril_indices(len(self.cfg.table_rows) + 1),
-                               device_option=option)
-            workspace.FeedBlob(p + "dense_in", np.split(dense, n)[d], device_option=option)
+                               device_option=self.option(d))
+        for i in range(len(self.cfg.table_rows)):
+            home = i % n
+            workspace.FeedBlob(self.prefix(home) + "emb:::sls%d_w" % i,
+                               weights["emb:::sls%d_w" % i], device_option=self.option(home))
+
+    def feed_batch(self, dense, sparse):
+        """The batch split evenly across devices; each table's indices and lengths on
+        the table's home device."""
+        n = max(self.ndevices, 1)
+        for d, part in enumerate(np.split(dense, n)):
+            workspace.FeedBlob(self.prefix(d) + "dense_in", part,
+                               device_option=self.option(d))
         for i, (lengths, indices) in enumerate(sparse):
             home = i % n
-            option = gpu(home) if self.ndevices > 1 else self.device_option
             p = self.prefix(home)
-            workspace.FeedBlob(p + "emb:::sls%d_w" % i, weights["emb:::sls%d_w" % i],
-                               device_option=option)
-            workspace.FeedBlob(p + "emb:::sls%d_l" % i, lengths, device_option=option)
-            workspace.FeedBlob(p + "emb:::sls%d_i" % i, indices, device_option=option)
+            workspace.FeedBlob(p + "emb:::sls%d_l" % i, lengths,
+                               device_option=self.option(home))
+            workspace.FeedBlob(p + "emb:::sls%d_i" % i, indices,
+                               device_option=self.option(home))
 
     def output(self):
         n = max(self.ndevices, 1)
