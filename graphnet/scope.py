@@ -56,7 +56,8 @@ def DeviceScope(scope, node_name=None):
     old_scope = CurrentDeviceScope()
     if old_scope and old_scope.HasField("node_name") and not new_scope.HasField("node_name"):
         new_scope.node_name = old_scope.node_name
-    if old_scope and old_scope.extra_info:
+    if old_scope:
+        # Caffe2 merges and sorts whenever there is an enclosing scope.
         merged = sorted(list(new_scope.extra_info) + list(old_scope.extra_info))
         del new_scope.extra_info[:]
         new_scope.extra_info.extend(merged)

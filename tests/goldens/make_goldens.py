@@ -19,6 +19,15 @@ sys.path.insert(0, HERE)
 from caffe2.proto import caffe2_pb2  # noqa: E402
 from caffe2.python import workspace  # noqa: E402
 
+# The examples are written against graphnet's module names; here they must
+# build their nets with real Caffe2, so graphnet's names point at caffe2.python.
+import caffe2.python  # noqa: E402
+from caffe2.python import brew, core, model_helper, scope  # noqa: E402,F401
+
+sys.modules.setdefault("graphnet", caffe2.python)
+for _name in ("core", "workspace", "model_helper", "brew", "scope"):
+    sys.modules.setdefault("graphnet." + _name, getattr(caffe2.python, _name))
+
 import scenarios  # noqa: E402
 
 
