@@ -34,7 +34,7 @@ def infer(netdefs, known):
             except Exception as exc:
                 raise GraphnetError("shape inference failed at op #%d (%s) of net '%s': "
                                     "%s" % (index, op.type, net.name, exc)) from exc
-            for name, info in zip(op.output, outputs[:len(op.output)]):
+            for name, info in zip(op.output, outputs):  # rules may describe more
                 if info is not None:
                     infos[name] = info
     return infos
