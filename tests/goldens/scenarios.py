@@ -306,3 +306,46 @@ def dlrm_training_net_2devices():
 @scenario
 def dlrm_training_net_4devices():
     return _dlrm_nets(4)
+
+
+def _examples():
+    import os
+    import sys
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
+
+
+@scenario
+def dlrm_forward_outputs():
+    """Run the CPU DLRM forward net with fixed weights and batch; outputs compared."""
+    _examples()
+    import dlrm_parallel_forward as fwd
+    cfg = fwd.Config(batch=8)
+    weights, batch = fwd.make_weights(cfg), fwd.make_batch(cfg)
+    workspace.ResetWorkspace()
+    model = fwd.ParallelDLRM(cfg, 1, device_option=core.DeviceOption(caffe2_pb2.CPU))
+    net = model.build()
+    model.feed(weights, *batch)
+    workspace.RunNetOnce(net)
+    out = {"prob_click": workspace.FetchBlob("prob_click"),
+           "interaction": workspace.FetchBlob("interaction"),
+           "emb_z": workspace.FetchBlob("emb:::sls1_z")}
+    workspace.ResetWorkspace()
+    return out
+
+
+@scenario
+def dlrm_training_losses():
+    """Five SGD steps of the CPU DLRM training example: the loss curve."""
+    _examples()
+    import dlrm_train
+    cfg = dlrm_train.Config(batch=8)
+    data = dlrm_train.make_data(cfg, num_batches=3)
+    losses = dlrm_train.train(cfg, 0, data, 5, learning_rate=0.1, show=False)
+    table = workspace.FetchBlob("emb:::sls0_w")
+    weight = workspace.FetchBlob("top:::fc1_w")
+    workspace.ResetWorkspace()
+    return {"losses": np.array(losses, dtype=np.float64), "table0": table,
+            "top_fc1_w": weight}
