@@ -347,7 +347,7 @@ class KernelContext(object):
     device, its random generator, how many outputs were asked for, blob names."""
 
     __slots__ = ("xp", "backend", "device", "op", "num_outputs", "input_names",
-                 "output_names", "_rng", "_seed", "options")
+                 "output_names", "_rng", "_seed", "options", "_output_blobs")
 
     def __init__(self, backend, device, op, seed=None, options=None):
         self.backend = backend
@@ -360,6 +360,13 @@ class KernelContext(object):
         self._rng = None
         self._seed = seed
         self.options = options or {}
+        self._output_blobs = None
+
+    def output_value(self, o):
+        """The value output o holds before this run (None if empty): for ops that,
+        like Caffe2's, update an existing output (the legacy Iter form)."""
+        blobs = self._output_blobs
+        return None if blobs is None else blobs[o].value
 
     @property
     def rng(self):

@@ -556,10 +556,9 @@ def iter_op(ctx, args, *inputs):
     if inputs:
         counter = inputs[0]
     else:
-        # Legacy form without the in-place input: Caffe2 created a zero counter on
-        # the first run. A kernel cannot read its output blob here, so the counter
-        # lives with the compiled op (see the family report).
-        counter = ctx.options.get("iter_counter")
+        # Legacy form without the in-place input: Caffe2 incremented the output blob,
+        # creating a zero counter on the first run.
+        counter = ctx.output_value(0)
         if counter is None:
             log.error("You are using an old definition of IterOp that will be deprecated "
                       "soon. More specifically, IterOp now requires an explicit in-place "
@@ -576,10 +575,7 @@ def iter_op(ctx, args, *inputs):
             "the counter at 0." % value, input_index=0)
     enforce(value < np.iinfo(np.int64).max, "Overflow will happen! (the counter is at "
             "the int64 maximum %d). Fix: reset it." % value, input_index=0)
-    out = np.full(counter.shape, value + 1, dtype=np.int64)
-    if not inputs:
-        ctx.options["iter_counter"] = out.copy()
-    return out
+    return np.full(counter.shape, value + 1, dtype=np.int64)
 
 
 # --- LearningRate ---------------------------------------------------------------------

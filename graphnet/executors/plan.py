@@ -189,6 +189,7 @@ def compile_net(netdef, blobs):
     for step in steps:
         step.in_blobs = [blobs[n] for n in step.in_names]
         step.out_blobs = [blobs[n] for n in step.out_names]
+        step.ctx._output_blobs = step.out_blobs
     return Plan(netdef, net_type, steps, reads, netdef.num_workers or None)
 
 

@@ -612,6 +612,12 @@ def test_iter_zero_input_legacy_form_creates_the_counter():
         ws.RunNet(net)
         out = ws.FetchBlob("it")
         assert out.dtype == np.int64 and out.shape == (1,) and out[0] == k
+    # The counter lives in the blob, as in Caffe2: one-off runs and feeds see it.
+    ws.RunOperatorOnce(core.CreateOperator("Iter", [], ["it"]))
+    assert ws.FetchBlob("it")[0] == 4
+    ws.FeedBlob("it", np.array([10], np.int64))
+    ws.RunNet(net)
+    assert ws.FetchBlob("it")[0] == 11
     check_shape_inference("Iter", [])  # a fresh legacy counter: int64 of shape (1,)
 
 
