@@ -442,11 +442,7 @@ class Net(object):
     def __getattr__(self, op_type):
         if op_type.startswith("__"):
             raise AttributeError(op_type)
-        if not registry.is_registered(op_type):
-            from graphnet.errors import UnknownOperatorError
-            raise UnknownOperatorError(
-                "Method " + op_type + " is not a registered operator. Did you mean: ["
-                + ",".join(registry.suggestions(op_type)) + "]")
+        registry.require_method(op_type)
         return lambda *args, **kwargs: self._CreateAndAddToSelf(op_type, *args, **kwargs)
 
     def __dir__(self):

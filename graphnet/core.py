@@ -163,10 +163,7 @@ class BlobReference(object):
             raise AttributeError(
                 "You cannot use a blob reference that does not have a net source to "
                 "create operators. Create the operator from an explicit net object.")
-        if not IsOperator(op_type):
-            raise AttributeError(
-                "Method " + op_type + " is not a registered operator. Did you mean: ["
-                + ",".join(registry.suggestions(op_type)) + "]")
+        registry.require_method(op_type)
         return lambda *args, **kwargs: self._CreateAndAddToNet(op_type, *args, **kwargs)
 
     def __dir__(self):

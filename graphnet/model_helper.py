@@ -194,10 +194,7 @@ class ModelHelper(object):
         """Forward any other registered op to self.net (model.Copy(...))."""
         if op_type.startswith("__"):
             raise AttributeError(op_type)
-        if not registry.is_registered(op_type):
-            raise AttributeError(
-                "Method " + op_type + " is not a registered operator. Did you mean: ["
-                + ",".join(registry.suggestions(op_type)) + "]")
+        registry.require_method(op_type)
         if op_type not in _known_working_ops:
             if not self.allow_not_known_ops:
                 raise AttributeError("Operator {} is not known to be safe".format(op_type))

@@ -438,6 +438,15 @@ def registered_types():
     return sorted(_SCHEMAS)
 
 
+def require_method(op_type):
+    """Raise UnknownOperatorError (an AttributeError) unless `op_type` is registered:
+    what `net.<Op>`, `model.<Op>` and `blob.<Op>` say for an unknown op."""
+    if not is_registered(op_type):
+        raise UnknownOperatorError(
+            "Method " + op_type + " is not a registered operator. Did you mean: ["
+            + ",".join(suggestions(op_type)) + "]")
+
+
 def suggestions(op_type, n=5):
     _ensure_loaded()
     return difflib.get_close_matches(op_type, list(_SCHEMAS), n=n, cutoff=0.6)

@@ -7,11 +7,14 @@ SwitchWorkspace. Imports core-free modules only (executors, registry, utils).
 
 import logging
 import os
+import sys
 import threading
+import types
 
 import numpy as np
 
-from graphnet import config, registry, scope
+from graphnet import c10_flags, config, registry, scope
+from graphnet.benchmark import benchmark_net
 from graphnet.blobs import Blob
 from graphnet.devices import CUDA_TYPE, device_of
 from graphnet.errors import GraphnetError, OperatorError
@@ -19,6 +22,7 @@ from graphnet.executors import compile_net, run_plan
 from graphnet.executors.backends import backend_for, num_gpu_devices, to_numpy
 from graphnet.proto import caffe2_pb2
 from graphnet.shape_inference import infer_shapes_and_types
+from graphnet.torch_feed import is_torch_tensor, torch_to_numpy
 from graphnet.utils import Caffe2TensorToNumpyArray
 
 __all__ = [
@@ -29,7 +33,7 @@ __all__ = [
     "Workspaces", "RegisteredOperators", "InferShapesAndTypes", "StringifyProto",
     "GetNetName", "Nets", "blobs", "has_gpu_support", "has_cuda_support",
     "has_hip_support", "GetGpuPeerAccessPattern", "SetVirtualGpuCount",
-    "SetStrictDevices", "BlobDevice", "operator_tracebacks",
+    "SetStrictDevices", "BlobDevice", "operator_tracebacks", "BenchmarkNet", "C",
 ]
 
 log = logging.getLogger("graphnet")
@@ -125,6 +129,10 @@ class Workspace(object):
         if device_option is None:
             device_option = scope.CurrentDeviceScope()
         device = device_of(device_option)
+        shared = False
+        if is_torch_tensor(arr):
+            shared = device_option is None  # Caffe2 wrapped the tensor's storage
+            arr = torch_to_numpy(name, arr, device_option)
         if isinstance(arr, (str, bytes)):
             value = arr.encode("utf-8") if isinstance(arr, str) else bytes(arr)
             backend = None
@@ -150,7 +158,9 @@ class Workspace(object):
                 backend = backend_for(device)
             except GraphnetError as exc:
                 raise GraphnetError("FeedBlob('%s'): %s" % (name, exc))
-            value = backend.from_host(np.array(arr, copy=True, order="C"), device)
+            if not shared:
+                arr = np.array(arr, copy=True, order="C")
+            value = backend.from_host(arr, device)
         blob = self._blobs.get(name)
         if blob is None:
             self._blobs[name] = Blob(value, device)
@@ -225,6 +235,14 @@ class Workspace(object):
         run_plan(compile_net(netdef, self._blobs))
         return True
 
+    def BenchmarkNet(self, name, warmup_runs, main_runs, run_individual):
+        """Time created net `name` (Caffe2's C.benchmark_net; see graphnet.benchmark)."""
+        plan = self._nets.get(GetNetName(name))
+        if plan is None:
+            raise RuntimeError("[enforce fail at pybind_state.cc:1334] net. Didn't find "
+                               "net: %s. Fix: call CreateNet first." % GetNetName(name))
+        return benchmark_net(plan, warmup_runs, main_runs, run_individual)
+
     def CrossDeviceReads(self, name):
         """The cross-device reads found when net `name` was created (extension)."""
         return list(self._nets[GetNetName(name)].cross_device_reads)
@@ -277,10 +295,18 @@ def ResetWorkspace(root_folder=None):
 
 
 def GlobalInit(args):
-    """Accepts Caffe2 command-line flags (e.g. --caffe2_log_level=0) and ignores them:
-    graphnet has no C++ flag registry. Returns True."""
-    for flag in list(args)[1:]:
-        log.debug("GlobalInit: ignoring Caffe2 flag %s", flag)
+    """Parse Caffe2 command-line flags (`["caffe2", "--caffe2_log_level=0"]`) as
+    Caffe2 1.10 did: a flag that build did not register, or a bad bool, prints the
+    parse log to stderr and raises RuntimeError. Values are accepted; only
+    caffe2_simple_net_benchmark_run_whole_net changes what graphnet does."""
+    ok, parse_log = c10_flags.parse_flags(args)
+    if not ok:
+        sys.stderr.write("\n".join(parse_log) + "\n")
+        sys.stderr.flush()
+        raise RuntimeError(
+            c10_flags.GLOBAL_INIT_FAILED + " (graphnet: %s. Fix: pass only flags "
+            "Caffe2 1.10.2 registered, listed by graphnet.c10_flags.registered_flags(), "
+            "as --name=value with a value of the flag's type)" % parse_log[-1])
     return True
 
 
@@ -319,6 +345,15 @@ def RegisteredOperators():
 
 def FeedBlob(name, arr, device_option=None):
     return _ws().FeedBlob(name, arr, device_option)
+
+
+def BenchmarkNet(name, warmup_runs, main_runs, run_individual):
+    return _ws().BenchmarkNet(name, warmup_runs, main_runs, run_individual)
+
+
+# `workspace.C` was Caffe2's C++ extension module; scripts reach a few of its
+# functions through it directly (DLRM: C.benchmark_net). Only those live here.
+C = types.SimpleNamespace(benchmark_net=BenchmarkNet, global_init=GlobalInit)
 
 
 def FetchBlob(name):
