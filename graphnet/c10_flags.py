@@ -1,11 +1,12 @@
 """GlobalInit's flag parsing: Caffe2 1.10's C10 flags (no gflags build).
 
 Rules (c10/util/flags_use_no_gflags.cpp): `--name=value` or `--name value`;
-arguments not starting with `--` are ignored; an unregistered name or a bool
-that is not true/false/1/0 fails the whole call. A failure prints the parse log
-to stderr and GlobalInit raises Caffe2's RuntimeError. Parsed values are kept
-(graphnet reads caffe2_simple_net_benchmark_run_whole_net); the others are
-accepted and have no effect. Imports the flag table only.
+arguments not starting with `--` are ignored. Caffe2 1.10 failed the whole call
+on an unregistered name or a bool that is not true/false/1/0 (dlrm#9: scripts
+broke on builds lacking a flag); graphnet reports those as problems and goes on
+(GlobalInit warns and ignores them). Parsed values are kept (graphnet reads
+caffe2_simple_net_benchmark_run_whole_net); the others have no effect. Imports
+the flag table only.
 """
 
 import sys
@@ -80,12 +81,15 @@ def _convert(kind, value, log):
 def parse_flags(args):
     """Parse GlobalInit's argument list (args[0] is the program name).
 
-    Returns (success, log lines). `--help` anywhere in an argument prints the
-    flag list to stdout and exits the process with status 0, as Caffe2 did.
+    Returns (problems, log lines): problems lists each argument Caffe2 1.10 would
+    have refused (the call failed there); every other flag is parsed and kept.
+    `--help` anywhere in an argument prints the flag list to stdout and exits the
+    process with status 0, as Caffe2 did.
     """
     args = [str(a) for a in args]
+    problems = []
     if not args:
-        return True, []
+        return problems, []
     log = ["Parsing commandline arguments for c10."]
     i = 1
     while i < len(args):
@@ -105,17 +109,19 @@ def parse_flags(args):
             key = arg[2:]
             i += 1
             if i == len(args):
-                log.append("C10 flag: reached the last commandline argument, but I am "
-                           "expecting a value for %s" % arg)
-                return False, log
+                problems.append("C10 flag: reached the last commandline argument, but I "
+                                "am expecting a value for %s" % arg)
+                break
             value = args[i]
         if key not in _TYPES:
-            log.append("C10 flag: unrecognized commandline argument: %s" % arg)
-            return False, log
+            problems.append("C10 flag: unrecognized commandline argument: %s" % arg)
+            i += 1
+            continue
         ok, parsed_value = _convert(_TYPES[key], value, log)
         if not ok:
-            log.append("C10 flag: illegal argument: %s" % arg)
-            return False, log
-        _values[key] = parsed_value  # set as parsed: a later failure keeps it
+            problems.append("C10 flag: illegal argument: %s (%s)" % (arg, log.pop()))
+            i += 1
+            continue
+        _values[key] = parsed_value
         i += 1
-    return True, log
+    return problems, log + problems

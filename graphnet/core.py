@@ -37,7 +37,8 @@ _GLOBAL_INIT_ARGS = []
 
 
 def GlobalInit(args):
-    """Record Caffe2 command-line flags; graphnet accepts and ignores them."""
+    """Record Caffe2 command-line flags and parse them (workspace.GlobalInit:
+    flags Caffe2 1.10 refused are ignored with a warning)."""
     _GLOBAL_INIT_ARGS.extend(args[1:])
     from graphnet import workspace
     return workspace.GlobalInit(args)

@@ -27,7 +27,8 @@ def torch_to_numpy(name, tensor, device_option):
     """The numpy array a blob holds after `FeedBlob(name, tensor, device_option)`.
 
     Without a device option the array shares the tensor's memory, as Caffe2's
-    wrapper did (later in-place writes through either side are seen by both).
+    wrapper did: changes to the tensor are seen by the blob. (An op that writes
+    the blob stores a new array in graphnet; Caffe2 wrote into the tensor.)
     Caffe2 1.10 refused a device option (or an enclosing DeviceScope) with
     `AssertionError: device_option doesn't make sense with PyTorch tensors`;
     graphnet instead copies the data onto the named device, and says so once.
@@ -36,6 +37,10 @@ def torch_to_numpy(name, tensor, device_option):
         raise TypeError(
             "FeedBlob('%s'): got a torch tensor on %s; graphnet feeds host data only. "
             "Fix: feed tensor.cpu()." % (name, tensor.device))
+    if tensor.requires_grad:
+        raise RuntimeError(
+            "Can wrap only non-requires-grad tensor (FeedBlob('%s')). Fix: feed "
+            "tensor.detach()." % name)
     if not tensor.is_contiguous():
         raise RuntimeError(
             "[enforce fail at tensor.cc:227] impl_->is_contiguous(). Caffe2 tensor "
@@ -43,7 +48,7 @@ def torch_to_numpy(name, tensor, device_option):
             "shape %s with strides %s). Fix: feed tensor.contiguous()."
             % (name, tuple(tensor.shape), tuple(tensor.stride())))
     try:
-        array = tensor.detach().numpy()
+        array = tensor.numpy()
     except TypeError as exc:  # bfloat16, complex, ... have no numpy dtype
         raise TypeError("FeedBlob('%s'): torch dtype %s has no Caffe2 tensor type (%s). "
                         "Fix: convert it, e.g. tensor.float()." % (name, tensor.dtype, exc))

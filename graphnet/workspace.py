@@ -295,18 +295,16 @@ def ResetWorkspace(root_folder=None):
 
 
 def GlobalInit(args):
-    """Parse Caffe2 command-line flags (`["caffe2", "--caffe2_log_level=0"]`) as
-    Caffe2 1.10 did: a flag that build did not register, or a bad bool, prints the
-    parse log to stderr and raises RuntimeError. Values are accepted; only
-    caffe2_simple_net_benchmark_run_whole_net changes what graphnet does."""
-    ok, parse_log = c10_flags.parse_flags(args)
-    if not ok:
-        sys.stderr.write("\n".join(parse_log) + "\n")
-        sys.stderr.flush()
-        raise RuntimeError(
-            c10_flags.GLOBAL_INIT_FAILED + " (graphnet: %s. Fix: pass only flags "
-            "Caffe2 1.10.2 registered, listed by graphnet.c10_flags.registered_flags(), "
-            "as --name=value with a value of the flag's type)" % parse_log[-1])
+    """Parse Caffe2 command-line flags (`["caffe2", "--caffe2_log_level=0"]`) with
+    Caffe2 1.10's C10 rules and keep their values. A flag that build did not
+    register, or a bad bool, made Caffe2 raise (dlrm#9); graphnet logs a warning
+    naming it and ignores it (README: Differences). Returns True."""
+    problems, _ = c10_flags.parse_flags(args)
+    for problem in problems:
+        log.warning("GlobalInit ignores %s (Caffe2 1.10.2 would have raised "
+                    "'Failed to run some init functions for caffe2'; the registered "
+                    "flags are listed by graphnet.c10_flags.registered_flags())",
+                    problem.replace("C10 flag: ", ""))
     return True
 
 
