@@ -12,17 +12,23 @@ lower triangle) and its top MLP.
 
     python examples/dlrm_parallel_forward.py            # N = 1, 2, 4, 8
     python examples/dlrm_parallel_forward.py --devices 4 --print-net
+    python examples/dlrm_parallel_forward.py --devices 4 --save-model /tmp/dlrm4
 
 The net runs on N emulated GPUs (numpy); the concatenated output is checked
 against the same model built for one device with the same weights.
+`--save-model DIR` also writes the N-device model as a Caffe2 model directory
+(init_net.pb, predict_net.pb, and inputs.npz with one batch) for `graphnet
+inspect / draw / check / run-net`.
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
 
 from graphnet import core, model_helper, workspace
+from graphnet.proto import caffe2_pb2
 
 
 class Config(object):
@@ -237,6 +243,44 @@ def run(cfg, ndevices, weights, batch, print_net=False):
     return model.output(), net
 
 
+_FILLS = {np.dtype(np.float32): "GivenTensorFill",
+          np.dtype(np.int32): "GivenTensorIntFill",
+          np.dtype(np.int64): "GivenTensorInt64Fill"}
+
+
+def save_model(directory, cfg, ndevices, weights, batch):
+    """Write the `ndevices` model as a Caffe2 model directory: init_net.pb (every
+    parameter as a GivenTensor*Fill op on its device), predict_net.pb (external
+    outputs: every device's prob_click) and inputs.npz (one batch, by blob name).
+    Returns the paths written."""
+    workspace.ResetWorkspace()
+    model = ParallelDLRM(cfg, ndevices, device_option=gpu(0) if ndevices == 1 else None)
+    predict = model.build().Proto()
+    predict.name = "dlrm_%dgpu" % ndevices
+    predict.external_output.extend(model.prefix(d) + "prob_click"
+                                   for d in range(max(ndevices, 1)))
+    model.feed_params(weights)
+    init = caffe2_pb2.NetDef(name=predict.name + "_init")
+    for name in workspace.Blobs():
+        value, device = workspace.FetchBlob(name), workspace.BlobDevice(name)
+        init.op.extend([core.CreateOperator(
+            _FILLS[value.dtype], [], [name], shape=list(value.shape),
+            values=value.ravel().tolist(),
+            device_option=core.DeviceOption(device.type, device.id))])
+    workspace.ResetWorkspace()
+    model.feed_batch(*batch)
+    inputs = {name: workspace.FetchBlob(name) for name in workspace.Blobs()}
+    workspace.ResetWorkspace()
+    os.makedirs(directory, exist_ok=True)
+    paths = [os.path.join(directory, f) for f in
+             ("init_net.pb", "predict_net.pb", "inputs.npz")]
+    for path, netdef in zip(paths, (init, predict)):
+        with open(path, "wb") as f:
+            f.write(netdef.SerializeToString())
+    np.savez(paths[2], **inputs)
+    return paths
+
+
 def reference(cfg, weights, batch):
     """The same model built for one device (the CPU) with the same weights."""
     workspace.ResetWorkspace()
@@ -253,6 +297,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--print-net", action="store_true",
                         help="print the NetDef of every run (default: the 2-device one)")
+    parser.add_argument("--save-model", metavar="DIR",
+                        help="write the model of the largest N as a Caffe2 model "
+                             "directory: init_net.pb, predict_net.pb, inputs.npz")
     args = parser.parse_args(argv)
     cfg = Config(batch=args.batch)
     weights = make_weights(cfg)
@@ -269,6 +316,10 @@ def main(argv=None):
         worst = max(worst, diff)
         print("N=%d virtual GPUs: %d ops, output %s, max |diff| vs 1-device CPU = %.3g"
               % (n, len(net.Proto().op), out.shape, diff))
+    if args.save_model:
+        n = max(n for n in args.devices if cfg.batch % n == 0)
+        for path in save_model(args.save_model, cfg, n, weights, batch):
+            print("wrote %s (N=%d)" % (path, n))
     print("max abs difference over all runs: %.3g (%s)" % (
         worst, "OK" if worst < 1e-5 else "FAILED: above 1e-5"))
     return 0 if worst < 1e-5 else 1

@@ -257,7 +257,15 @@ class Net(object):
         from graphnet.utils import MakeArgument
         self._net.arg.extend([MakeArgument(arg_name, arg_value)])
 
+    def is_external_input(self, blob):
+        if self._recreate_lookup_tables:
+            self._RecreateLookupTables()
+        return str(blob) in self._external_input_map
+
     # --- whole-net edits ---------------------------------------------------------------
+    def extend_ops(self, new_ops):
+        return self._ExtendOps(new_ops)
+
     def _ExtendOps(self, new_ops):
         self._net.op.extend(new_ops)
         for op in new_ops:

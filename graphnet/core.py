@@ -21,7 +21,9 @@ __all__ = [
     "GlobalInit", "DeviceScope", "NameScope", "Net", "GradientSlice",
     "GradientRegistry", "IR", "get_ssa", "get_output_producers", "StringifyBlobName",
     "StringifyNetName", "GetNetName", "scoped_name",
-    "get_name_scope",
+    "get_name_scope", "InferOpBlobDevicesAsDict", "InjectCrossDeviceCopies",
+    "InjectDeviceCopiesAmongNets", "InjectDeviceCopiesAmongNetsWithoutB2D", "RemapEntry",
+    "copy_func_between_devices", "update_placeholder_op_output",
 ]
 
 
@@ -253,26 +255,6 @@ def InferBlobDevices(net):
     return mapping
 
 
-def InferOpBlobDevices(op):
-    """Per-input and per-output DeviceOptions from the op schema's device rule."""
-    from graphnet.devices import device_of
-    schema = registry.get(op.type)
-    op_device = device_of(op.device_option if op.HasField("device_option") else None)
-    wanted, outs = schema.devices(schema, op_device, len(op.input), len(op.output),
-                                  [None] * len(op.input))
-
-    def option(device, fallback):
-        device = device or fallback
-        return DeviceOption(device.type, device.id)
-    return ([option(d, op_device) for d in wanted], [option(d, op_device) for d in outs])
-
-
-def InferOpDeviceAsBlobDevices(op):
-    option = op.device_option if op.HasField("device_option") \
-        else caffe2_pb2.DeviceOption()
-    return [option] * len(op.input), [option] * len(op.output)
-
-
 def StringifyBlobName(name):
     return name if isinstance(name, str) else str(name)
 
@@ -295,3 +277,9 @@ StringifyNetName = GetNetName
 from graphnet._net import Net  # noqa: E402
 from graphnet.gradients import (GradientRegistry, GradientSlice, IR,  # noqa: E402
                                 get_output_producers, get_ssa)
+from graphnet.cross_device import (InferOpBlobDevices,  # noqa: E402
+                                   InferOpBlobDevicesAsDict, InferOpDeviceAsBlobDevices,
+                                   InjectCrossDeviceCopies, InjectDeviceCopiesAmongNets,
+                                   InjectDeviceCopiesAmongNetsWithoutB2D, RemapEntry,
+                                   copy_func_between_devices,
+                                   update_placeholder_op_output)

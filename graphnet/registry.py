@@ -84,7 +84,8 @@ class OpArgs(object):
 
     `args.field(name)` tells which proto field held a 'scalar' argument;
     `args._num_inputs` / `args._num_outputs` are the op's input and output
-    counts (shape rules of ops with optional outputs need them).
+    counts (shape rules of ops with optional outputs need them); `args._def` is
+    the OperatorDef, for arg_checks that read it as Caffe2's constructors did.
     """
 
     def __init__(self, values, present, fields):
@@ -314,6 +315,7 @@ class OpSchema(object):
                                     % (name, self.type))
         args = OpArgs(values, present, fields)
         args._num_inputs, args._num_outputs = len(op.input), len(op.output)
+        args._def = op
         if self.arg_check is not None:
             self.arg_check(args)
         return args

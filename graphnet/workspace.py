@@ -40,6 +40,15 @@ log = logging.getLogger("graphnet")
 
 from graphnet._net import operator_tracebacks  # noqa: E402  (shared with Net)
 
+# Set by graphnet.distributed when this process is one rank of a job (None: one
+# process): it places created nets on the ranks and serves feeds and fetches.
+_distributed = [None]
+
+
+def _set_distributed(cluster):
+    _distributed[0] = cluster
+
+
 # Scripts build GPU nets on CPU-only machines through this constant (spec §2.1).
 GpuDeviceType = caffe2_pb2.CUDA if hasattr(caffe2_pb2, "CUDA") else CUDA_TYPE
 
@@ -163,9 +172,11 @@ class Workspace(object):
             value = backend.from_host(arr, device)
         blob = self._blobs.get(name)
         if blob is None:
-            self._blobs[name] = Blob(value, device)
+            blob = self._blobs[name] = Blob(value, device)
         else:
             blob.value, blob.device = value, device
+        if _distributed[0] is not None:
+            _distributed[0].fed(self, name, blob)
         return True
 
     def FetchBlob(self, name):
@@ -175,6 +186,8 @@ class Workspace(object):
         if blob is None:
             raise RuntimeError("Can't find blob: %s" % name)
         value = blob.value
+        if _distributed[0] is not None:  # a blob another rank holds comes from there
+            value = _distributed[0].fetch(self, name, value)
         if value is None:
             return ("%s, a C++ native class of type nullptr (uninitialized)." % name
                     ).encode("utf-8")
@@ -198,8 +211,14 @@ class Workspace(object):
             raise RuntimeError(
                 'I respectfully refuse to overwrite an existing net of the same name '
                 '"%s", unless you explicitly specify overwrite=true.' % netdef.name)
-        self._nets[netdef.name] = compile_net(netdef, self._blobs)
+        self._nets[netdef.name] = self._placed(compile_net(netdef, self._blobs),
+                                               "CreateNet")
         return True
+
+    def _placed(self, plan, how):
+        """The plan as this rank runs it (unchanged in a single process)."""
+        cluster = _distributed[0]
+        return plan if cluster is None else cluster.place(plan, self, how)
 
     def RunNet(self, name, num_iter=1, allow_fail=False):
         """Run a created net `num_iter` times; False instead of raising if allow_fail."""
@@ -218,7 +237,7 @@ class Workspace(object):
 
     def RunNetOnce(self, net):
         """Compile a temporary copy of `net` and run it once (blobs persist)."""
-        run_plan(compile_net(_to_netdef(net), self._blobs))
+        run_plan(self._placed(compile_net(_to_netdef(net), self._blobs), "RunNetOnce"))
         return True
 
     def RunOperatorOnce(self, op):
@@ -232,7 +251,7 @@ class Workspace(object):
                 netdef.op.add().ParseFromString(op)
             else:
                 netdef.op.add().CopyFrom(op)
-        run_plan(compile_net(netdef, self._blobs))
+        run_plan(self._placed(compile_net(netdef, self._blobs), "RunOperatorsOnce"))
         return True
 
     def BenchmarkNet(self, name, warmup_runs, main_runs, run_individual):

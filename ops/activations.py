@@ -2,26 +2,18 @@
 ops (ReluGradient, SigmoidGradient, TanhGradient, SoftmaxGradient, DropoutGrad).
 
 Caffe2 ran all of them on float32 only (CPU); on CUDA Relu/ReluGradient also
-took float16. Gradient ops read the forward *output* Y, never X. Imports the
-registry and numpy only.
+took float16. Gradient ops read the forward *output* Y, never X. Imports numpy,
+the registry and ops._common only.
 """
 
 import numpy as np
 
 from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, enforce
 
+from ._common import check_dispatch, check_type, size_from_dim, size_to_dim
+
 _F32 = (np.dtype(np.float32),)
 _F32_F16 = (np.dtype(np.float32), np.dtype(np.float16))
-
-# numpy dtype -> the C++ type name Caffe2 printed in its dtype errors
-_CPP_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
-              "int32": "int", "int64": "long int", "bool": "bool", "int8": "signed char",
-              "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
-              "object": "std::string"}
-
-
-def _cpp(dtype):
-    return _CPP_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
 
 
 def _dtypes(ctx, gpu_half=False):
@@ -30,21 +22,16 @@ def _dtypes(ctx, gpu_half=False):
 
 def _check_dispatch(op_type, what, x, allowed, index):
     """The dtype check of Caffe2's dispatching ops ('Unsupported type of tensor')."""
-    enforce(x.dtype in allowed,
-            "Unsupported type of tensor: %s. %s expects %s as %s, found %s. Fix: cast "
-            "it first, e.g. x.astype(np.float32)."
-            % (_cpp(x.dtype), op_type, what, " or ".join(d.name for d in allowed),
-               x.dtype.name), input_index=index)
+    names = " or ".join(d.name for d in allowed)
+    check_dispatch(x, allowed, index, "%s expects %s as %s, found %s. Fix: cast it first, "
+                   "e.g. x.astype(np.float32)." % (op_type, what, names, x.dtype.name))
 
 
 def _check_typed(op_type, what, x, expected, index):
     """The dtype check of Caffe2's fixed-type ops ('Tensor type mismatch')."""
     expected = np.dtype(expected)
-    enforce(x.dtype == expected,
-            "Tensor type mismatch, caller expects elements to be %s, while tensor "
-            "contains %s. %s expects %s as %s, found %s. Fix: cast it to %s."
-            % (_cpp(expected), _cpp(x.dtype), op_type, what, expected.name,
-               x.dtype.name, expected.name), input_index=index)
+    check_type(x, expected, index, "%s expects %s as %s, found %s. Fix: cast it to %s."
+               % (op_type, what, expected.name, x.dtype.name, expected.name))
 
 
 def _check_same_shape(op_type, y, dy):
@@ -144,8 +131,7 @@ def _rows(op_type, x, axis):
             % (op_type, "< ndims" if axis >= ndim else ">= -ndims", ndim, ndim,
                tuple(x.shape), axis), input_index=0)
     axis = axis + ndim if axis < 0 else axis
-    n = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return n, int(np.prod(x.shape[axis:], dtype=np.int64))
+    return size_to_dim(x.shape, axis), size_from_dim(x.shape, axis)
 
 
 @SOFTMAX.kernel
@@ -179,29 +165,29 @@ def _softmax_gradient(g):
 
 # --- Dropout -----------------------------------------------------------------------
 
-class _RatioCheckedSchema(OpSchema):
+def _check_ratio(op_type):
     """Caffe2 checked Dropout's ratio in the op's constructor, i.e. when the op is
     created (CreateNet / RunOperatorOnce), before any input is read."""
-
-    def parse_args(self, op):
-        args = super().parse_args(op)
+    def check(args):
         ratio = args.ratio
         if not 0.0 <= ratio < 1.0:
             raise ArgumentError(
                 "%s: ratio must be in [0, 1) (Caffe2: 'ratio_ %s'): found ratio=%r. "
                 "Fix: pass the probability of dropping a value, e.g. ratio=0.5."
-                % (self.type, ">= 0" if ratio < 0 else "< 1", ratio))
-        return args
+                % (op_type, ">= 0" if ratio < 0 else "< 1", ratio))
+    return check
 
 
-DROPOUT = _RatioCheckedSchema(
+DROPOUT = OpSchema(
     "Dropout", inputs=1, outputs=(1, 2), allow_inplace={(0, 0)},
     args=[Arg("ratio", "float", 0.5), Arg("is_test", "int", 0, required=True)],
+    arg_check=_check_ratio("Dropout"),
     doc="Training: mask ~ bernoulli(1 - ratio), Y = X * mask / (1 - ratio); test "
         "(is_test != 0): Y = X and the mask output is left unwritten.")
-DROPOUT_GRAD = _RatioCheckedSchema(
+DROPOUT_GRAD = OpSchema(
     "DropoutGrad", inputs=(1, 2), outputs=1, allow_inplace={(0, 0)},
     args=[Arg("ratio", "float", 0.5), Arg("is_test", "int", 0)],
+    arg_check=_check_ratio("DropoutGrad"),
     doc="Training: dX = dY * mask / (1 - ratio) from [dY, mask]; test: dX = dY.")
 
 

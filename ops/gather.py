@@ -3,8 +3,8 @@ BatchGather, BatchGatherGradient, SparseToDense, Unique, UnsortedSegmentSum/Mean
 their gradient ops).
 
 Scatter-adds run as np.add.at on numpy (Caffe2's accumulation order, so float32
-results match bit for bit) and as xp.bincount elsewhere. Imports numpy and the
-registry only.
+results match bit for bit) and as xp.bincount elsewhere. Imports numpy, the
+registry and ops._common only.
 """
 
 import functools
@@ -14,34 +14,23 @@ import numpy as np
 
 from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
-_INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_F32 = np.dtype(np.float32)
-# How Caffe2's TypeMeta printed dtypes in its messages.
-_C2_NAMES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long",
-             "float16": "c10::Half", "int16": "short int", "int8": "signed char",
-             "uint8": "unsigned char", "bool": "bool", "object": "std::string"}
+from ._common import F32, I32, INDEX_TYPES, check_dispatch, check_type, cpp_name, numel
 
 
 def _c2_type(dtype):
-    dtype = np.dtype(dtype)
-    return "%s (%s)" % (_C2_NAMES.get(dtype.name, dtype.name), dtype.name)
-
-
-def _numel(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    """How Caffe2's TypeMeta printed a dtype, with numpy's name beside it."""
+    return "%s (%s)" % (cpp_name(dtype), np.dtype(dtype).name)
 
 
 def _check_index_type(info, what, input_index):
-    enforce(info.dtype in _INDEX_TYPES,
-            "Unsupported type of tensor: %s: expected int32 or int64 %s, found %s. Fix: "
-            "cast %s with astype(np.int64)." % (_c2_type(info.dtype), what, info.dtype.name,
-                                                what), input_index=input_index)
+    check_dispatch(info, INDEX_TYPES, input_index, "Expected int32 or int64 %s, found %s. "
+                   "Fix: cast %s with astype(np.int64)." % (what, info.dtype.name, what))
 
 
-def _check_float32(info, message, what, input_index):
-    enforce(info.dtype == _F32, "%s: expected float32 %s, found %s. Fix: cast it with "
-            "astype(np.float32)." % (message, what, info.dtype.name),
-            input_index=input_index)
+def _check_typed(info, expected, what, input_index):
+    expected = np.dtype(expected)
+    check_type(info, expected, input_index, "%s: expected %s, found %s. Fix: cast it with "
+               "astype(np.%s)." % (what, expected.name, info.dtype.name, expected.name))
 
 
 def _check_vector(info, message, what, input_index):
@@ -83,8 +72,8 @@ def _geometry(data, indices, axis, match_outer, min_dims=1):
         out_shape = data.shape
     else:
         out_shape = data.shape[:axis] + inner + data.shape[axis + 1:]
-    return _Geometry(axis, tuple(out_shape), _numel(data.shape[:axis]), data.shape[axis],
-                     _numel(data.shape[axis + 1:]), _numel(inner))
+    return _Geometry(axis, tuple(out_shape), numel(data.shape[:axis]), data.shape[axis],
+                     numel(data.shape[axis + 1:]), numel(inner))
 
 
 def _checked_indices(xp, indices, n, wrap):
@@ -104,7 +93,7 @@ def _checked_indices(xp, indices, n, wrap):
 
 def _gather(xp, data, indices, axis, wrap, match_outer):
     geo = _geometry(data, indices, axis, match_outer)
-    if _numel(geo.out_shape) == 0:  # Caffe2 returns before looking at any index
+    if numel(geo.out_shape) == 0:  # Caffe2 returns before looking at any index
         return xp.empty(geo.out_shape, dtype=data.dtype)
     idx = _checked_indices(xp, indices, geo.n, wrap)
     if not match_outer:
@@ -194,7 +183,7 @@ def _scatter_add_at(xp, rows, values, nrows):
 
 def _scatter_bincount(xp, rows, values, nrows):
     """The same through xp.bincount (any array module; sums in float64)."""
-    block = _numel(values.shape[1:])
+    block = numel(values.shape[1:])
     pos = rows.astype(np.int64).reshape(-1, 1) * block + xp.arange(block)
     flat = xp.bincount(pos.reshape(-1), weights=values.reshape(-1).astype(np.float64),
                        minlength=nrows * block)
@@ -217,18 +206,17 @@ BATCH_GATHER_GRADIENT = OpSchema(
 @BATCH_GATHER_GRADIENT.shape
 def _batch_gather_gradient_shape(args, data, indices, grad):
     _check_index_type(indices, "INDICES", 1)
-    enforce(data.dtype == _F32, "BatchGatherGradient is not implemented on tensor of type "
+    enforce(data.dtype == F32, "BatchGatherGradient is not implemented on tensor of type "
             "%s: expected float32 DATA, found %s. Fix: gather float32 data."
             % (_c2_type(data.dtype), data.dtype.name), input_index=0)
-    _check_float32(grad, "Tensor type mismatch, caller expects elements to be float, "
-                   "while tensor contains %s" % _c2_type(grad.dtype), "GRAD", 2)
+    _check_typed(grad, F32, "GRAD", 2)
     geo = _geometry(data, indices, args.axis, args.match_outer, min_dims=2)
     enforce(grad.shape[:geo.axis] == data.shape[:geo.axis],
             "batch gather outer dimensions should match: expected GRAD shape to start with "
             "%s, found %s. Fix: pass the gradient of this gather's output."
             % (list(data.shape[:geo.axis]), list(grad.shape)), input_index=2)
     want = geo.outer * geo.count * geo.block
-    enforce(_numel(data.shape) == 0 or _numel(grad.shape) == want,
+    enforce(numel(data.shape) == 0 or numel(grad.shape) == want,
             "BatchGatherGradient: GRAD does not match the gathered shape: expected %d "
             "elements (shape %s), found shape %s. Fix: pass the gradient of this gather's "
             "output." % (want, list(geo.out_shape), list(grad.shape)), input_index=2)
@@ -348,10 +336,7 @@ def unique(ctx, args, x):
 
 def _check_segment_ids(ids, n, message, input_index=1):
     _check_vector(ids, "SEGMENT_IDS must be a vector", "SEGMENT_IDS", input_index)
-    enforce(ids.dtype == np.int32, "Tensor type mismatch, caller expects elements to be "
-            "int, while tensor contains %s: expected int32 SEGMENT_IDS, found %s. Fix: "
-            "cast them with astype(np.int32)." % (_c2_type(ids.dtype), ids.dtype.name),
-            input_index=input_index)
+    _check_typed(ids, I32, "SEGMENT_IDS", input_index)
     if n is not None:
         enforce(ids.shape[0] == n, "%s: expected %d segment ids, found %d. Fix: give one "
                 "id per row." % (message, n, ids.shape[0]), input_index=input_index)
@@ -371,7 +356,9 @@ def _segment_shape(args, data, ids):
             "a scalar. Fix: reshape DATA to (len(SEGMENT_IDS), ...).", input_index=0)
     _check_segment_ids(ids, data.shape[0],
                        "DATA must have the same first dimension as SEGMENT_IDS")
-    _check_float32(data, "Unsupported input type: %s" % _c2_type(data.dtype), "DATA", 0)
+    enforce(data.dtype == F32, "Unsupported input type: %s: expected float32 DATA, found "
+            "%s. Fix: cast it with astype(np.float32)." % (_c2_type(data.dtype),
+                                                           data.dtype.name), input_index=0)
     enforce(args.num_segments >= -1, "UnsortedSegment: num_segments must be -1 (infer) or "
             ">= 0, found %d. Fix: pass num_segments >= 0." % args.num_segments)
     if args.num_segments == -1:
@@ -400,8 +387,7 @@ def _segment_gradient(grad_type):
 
 
 def _segment_gradient_shape(args, grad, ids):
-    _check_float32(grad, "Tensor type mismatch, caller expects elements to be float, while"
-                   " tensor contains %s" % _c2_type(grad.dtype), "segment gradient", 0)
+    _check_typed(grad, F32, "segment gradient", 0)
     enforce(len(grad.shape) >= 1, "UnsortedSegmentGradient: the segment gradient must "
             "have at least 1 dim, found a scalar. Fix: pass the forward output's gradient.",
             input_index=0)

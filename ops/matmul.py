@@ -1,6 +1,7 @@
 """Matrix-multiply family: FC, FCTransposed, BatchMatMul, MatMul and their gradients
 (FCGradient, FCTransposedGradient; BatchMatMul and MatMul differentiate into
-themselves). Imports numpy and graphnet.registry only; kernels use `ctx.xp`.
+themselves). Imports numpy, graphnet.registry and ops._common only; kernels use
+`ctx.xp`.
 
 Dtypes follow Caffe2 1.10: float32 everywhere on the CPU; on GPUs the FC family and
 BatchMatMul also take float16 (computed in float32, as Caffe2's half path did), MatMul
@@ -11,14 +12,7 @@ import numpy as np
 
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
-# Caffe2's spelling of numpy dtypes in "Tensor type mismatch" / "Unsupported type".
-_C10_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
-              "int32": "int", "int64": "long", "int16": "short", "int8": "signed char",
-              "uint8": "unsigned char", "uint16": "unsigned short", "bool": "bool"}
-
-
-def _c10(dtype):
-    return _C10_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
+from ._common import canonical_axis, dims_text, numel, type_mismatch, unsupported_type
 
 
 def _check_float(ctx, op_type, arrays, names, half_on_gpu, dispatch):
@@ -27,44 +21,25 @@ def _check_float(ctx, op_type, arrays, names, half_on_gpu, dispatch):
     allowed = ("float32", "float16") if half_on_gpu and ctx.device.is_gpu else ("float32",)
     lead = np.dtype(arrays[0].dtype)
     if lead.name not in allowed:
-        head = ("Unsupported type of tensor: %s" % _c10(lead) if dispatch else
-                "Tensor type mismatch, caller expects elements to be float, while tensor "
-                "contains %s." % _c10(lead))
+        head = unsupported_type(lead) if dispatch else type_mismatch(np.float32, lead)
         enforce(False, "%s (%s input %s: expected %s, found %s. Fix: feed %s data or "
                 "Cast(to=FLOAT) first.)" % (head, op_type, names[0], " or ".join(allowed),
                                              lead.name, allowed[0]), input_index=0)
     for k, array in enumerate(arrays[1:], 1):
         enforce(np.dtype(array.dtype) == lead,
-                "Tensor type mismatch, caller expects elements to be %s, while tensor "
-                "contains %s. (%s input %s: expected %s like input %s, found %s. Fix: "
-                "give every operand the same float dtype.)"
-                % (_c10(lead), _c10(array.dtype), op_type, names[k], lead.name, names[0],
-                   np.dtype(array.dtype).name), input_index=k)
+                "%s (%s input %s: expected %s like input %s, found %s. Fix: give every "
+                "operand the same float dtype.)" % (
+                    type_mismatch(lead, array.dtype), op_type, names[k], lead.name,
+                    names[0], np.dtype(array.dtype).name), input_index=k)
     return lead
 
 
-def _prod(dims):
-    out = 1
-    for d in dims:
-        out *= int(d)
-    return out
-
-
-def _canonical_axis(axis, shape, op_type, what, input_index):
+def _axis(axis, shape, op_type, what, input_index):
+    """canonical_axis with the operand named in the message."""
     ndim = len(shape)
-    enforce(axis >= -ndim, "Expected axis_index >= -ndims to be true, but got false. "
-            "(%s: axis %d of %s with shape %s: expected -%d <= axis < %d. Fix: pass an "
-            "axis inside the rank.)" % (op_type, axis, what, list(shape), ndim, ndim),
-            input_index=input_index)
-    enforce(axis < ndim, "Expected axis_index < ndims to be true, but got false. "
-            "(%s: axis %d of %s with shape %s: expected -%d <= axis < %d. Fix: pass an "
-            "axis inside the rank.)" % (op_type, axis, what, list(shape), ndim, ndim),
-            input_index=input_index)
-    return axis + ndim if axis < 0 else axis
-
-
-def _dims(shape):
-    return "[%s]" % ", ".join(str(int(d)) for d in shape)
+    return canonical_axis(axis, ndim, "(%s: axis %d of %s with shape %s: expected -%d <= "
+                          "axis < %d. Fix: pass an axis inside the rank.)"
+                          % (op_type, axis, what, list(shape), ndim, ndim), input_index)
 
 
 # --- FC / FCTransposed ----------------------------------------------------------
@@ -75,25 +50,26 @@ def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
         enforce(len(third) == 1, "b.dim() == 1. %d (%s: expected a 1-D bias of N "
                 "elements, found shape %s. Fix: reshape b to (N,).)"
                 % (len(third), op_type, list(third)), input_index=2)
-    axis = _canonical_axis(args.axis, x, op_type, "X", 0)
-    m, k = _prod(x[:axis]), _prod(x[axis:])
-    axis_w = _canonical_axis(args.axis_w, w, op_type, "W", 1)
-    n = _prod(w[axis_w:]) if transposed else _prod(w[:axis_w])
+    axis = _axis(args.axis, x, op_type, "X", 0)
+    m, k = numel(x[:axis]), numel(x[axis:])
+    axis_w = _axis(args.axis_w, w, op_type, "W", 1)
+    n = numel(w[axis_w:]) if transposed else numel(w[:axis_w])
     text = "Dimension mismatch: X: %s, W: %s, %s: %s, axis: %d, M: %d, N: %d, K: %d" % (
-        _dims(x), _dims(w), "dY" if gradient else "b", _dims(third), args.axis, m, n, k)
+        dims_text(x), dims_text(w), "dY" if gradient else "b", dims_text(third), args.axis,
+        m, n, k)
     w_shape = "(K, N) = (%d, %d)" % (k, n) if transposed else "(N, K) = (%d, %d)" % (n, k)
     if not gradient:
         # Caffe2 computes X.numel() / K and W.numel() / N: zero crashed the process.
         enforce(k > 0 and n > 0, "%s (%s: expected K = X.size_from_dim(axis) > 0 "
                 "and N > 0, found K=%d, N=%d. Fix: give X and W non-empty feature "
                 "dimensions.)" % (text, op_type, k, n), input_index=0 if k == 0 else 1)
-    enforce(k * n == _prod(w), "%s (%s: expected W to hold K*N = %d elements as %s, "
+    enforce(k * n == numel(w), "%s (%s: expected W to hold K*N = %d elements as %s, "
             "found %d. Fix: make W's size match X.size_from_dim(axis) = %d or change "
-            "axis/axis_w.)" % (text, op_type, k * n, w_shape, _prod(w), k), input_index=1)
+            "axis/axis_w.)" % (text, op_type, k * n, w_shape, numel(w), k), input_index=1)
     if gradient:
-        enforce(_prod(third) == m * n, "%s (%s: expected dY to hold M*N = %d elements, "
+        enforce(numel(third) == m * n, "%s (%s: expected dY to hold M*N = %d elements, "
                 "found %d. Fix: pass the gradient of the forward output.)"
-                % (text, op_type, m * n, _prod(third)), input_index=2)
+                % (text, op_type, m * n, numel(third)), input_index=2)
     else:
         enforce(third[0] == n, "%s (%s: expected b to have N = %d elements, found %d. "
                 "Fix: give b one entry per output unit.)" % (text, op_type, n, third[0]),
@@ -246,7 +222,7 @@ def batch_matmul(ctx, args, a, b):
     xp = ctx.xp
     dtype = _check_float(ctx, "BatchMatMul", (a, b), "AB", True, True)
     shape = _bmm_shape(args, a.shape, b.shape)
-    if _prod(shape) == 0:
+    if numel(shape) == 0:
         return xp.zeros(shape, dtype)
     a32, b32 = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
     if args.trans_a and a.ndim >= 2:
@@ -300,9 +276,9 @@ def _matmul_gradient_ops(g, op_type, ta, tb, axis_a, axis_b):
 
 def _matmul_geometry(args, a, b):
     """(A 2-D dims, B 2-D dims, Y shape) with Caffe2's checks."""
-    ca = _canonical_axis(args.axis_a, a, "MatMul", "A", 0)
-    cb = _canonical_axis(args.axis_b, b, "MatMul", "B", 1)
-    a2, b2 = (_prod(a[:ca]), _prod(a[ca:])), (_prod(b[:cb]), _prod(b[cb:]))
+    ca = _axis(args.axis_a, a, "MatMul", "A", 0)
+    cb = _axis(args.axis_b, b, "MatMul", "B", 1)
+    a2, b2 = (numel(a[:ca]), numel(a[ca:])), (numel(b[:cb]), numel(b[cb:]))
     ta, tb = bool(args.trans_a), bool(args.trans_b)
     am, ak = a2[::-1] if ta else a2
     bk, bn = b2[::-1] if tb else b2
@@ -318,10 +294,10 @@ def _matmul_out_shape(y, like):
     """With a third input (gradient ops) Y takes that input's shape."""
     if like is None:
         return y
-    enforce(_prod(like) == _prod(y), "MatMul: the third input gives Y its shape, so "
+    enforce(numel(like) == numel(y), "MatMul: the third input gives Y its shape, so "
             "expected it to hold %d elements like the %dx%d product, found shape %s. Fix: "
             "pass the forward operand this gradient is for."
-            % (_prod(y), y[0], y[1], list(like)), input_index=2)
+            % (numel(y), y[0], y[1], list(like)), input_index=2)
     return tuple(like)
 
 

@@ -1,6 +1,6 @@
 """SparseLengths family: SparseLengthsSum, SparseLengthsWeightedSum and
 SparseLengthsMean (a Gather of DATA rows fused with a per-segment reduction)
-and their gradient ops. Imports numpy and the registry only.
+and their gradient ops. Imports numpy, the registry and ops._common only.
 
 Segment m covers the next LENGTHS[m] entries of INDICES. Kernels are
 vectorized: on numpy, segments are grouped by length and each group is one
@@ -12,18 +12,10 @@ import numpy as np
 
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
-_F32, _I32 = np.dtype(np.float32), np.dtype(np.int32)
-_INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_DATA_TYPES = (_F32, np.dtype(np.float16))
+from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
+                      size_from_dim)
 
-# numpy dtype -> the C++ type name Caffe2 printed in its dtype errors
-_C2_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
-             "int32": "int", "int64": "long int", "int16": "short int",
-             "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
-
-
-def _c2_name(dtype):
-    return _C2_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
+_DATA_TYPES = (F32, np.dtype(np.float16))
 
 
 # --- checks shared by forward and gradient ops ------------------------------------
@@ -31,20 +23,15 @@ def _c2_name(dtype):
 def _check_dtype(op_type, x, want, name, index):
     """Caffe2's Tensor::data<T>() check: exactly dtype `want`."""
     want = np.dtype(want)
-    enforce(x.dtype == want,
-            "Tensor type mismatch, caller expects elements to be %s, while tensor "
-            "contains %s. %s input %s must be %s, found %s. Fix: cast it with "
-            ".astype(np.%s)." % (_c2_name(want), _c2_name(x.dtype), op_type, name,
-                                 want.name, x.dtype.name, want.name), input_index=index)
+    check_type(x, want, index, "%s input %s must be %s, found %s. Fix: cast it with "
+               ".astype(np.%s)." % (op_type, name, want.name, x.dtype.name, want.name))
 
 
 def _check_dispatch(op_type, x, allowed, name, index):
     """Caffe2's DispatchHelper: one of the `allowed` dtypes."""
-    enforce(x.dtype in allowed,
-            "Unsupported type of tensor: %s. %s input %s must be one of %s, found %s. "
-            "Fix: cast it with .astype(np.%s)." % (
-                _c2_name(x.dtype), op_type, name, "/".join(d.name for d in allowed),
-                x.dtype.name, allowed[0].name), input_index=index)
+    check_dispatch(x, allowed, index, "%s input %s must be one of %s, found %s. Fix: cast "
+                   "it with .astype(np.%s)." % (op_type, name, dtype_names(allowed),
+                                                x.dtype.name, allowed[0].name))
 
 
 def _check_vector(op_type, x, name, caffe2_text, index):
@@ -156,7 +143,7 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights):
     enforce(data.ndim >= 1, "%s: DATA must have at least 1 dimension (rows to gather), "
             "found a scalar. Fix: pass a table of shape (N, ...)." % op_type,
             input_index=d_slot)
-    _check_dispatch(op_type, indices, _INDEX_TYPES, "INDICES", i_slot)
+    _check_dispatch(op_type, indices, INDEX_TYPES, "INDICES", i_slot)
     enforce(lengths.ndim >= 1, "LENGTHS must be a vector. %s expected a 1-D LENGTHS, "
             "found a scalar. Fix: pass one length per segment, e.g. np.array([n], "
             "np.int32)." % op_type, input_index=l_slot)
@@ -164,14 +151,14 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights):
         return False
     _check_vector(op_type, indices, "INDICES", "INDICES must be a vector", i_slot)
     _check_vector(op_type, lengths, "LENGTHS", "LENGTHS must be a vector", l_slot)
-    _check_dtype(op_type, lengths, _I32, "LENGTHS", l_slot)
+    _check_dtype(op_type, lengths, I32, "LENGTHS", l_slot)
     if weights is not None:
         _check_vector(op_type, weights, "WEIGHTS", "WEIGHT must be a vector", w_slot)
         enforce(weights.shape[0] == indices.shape[0],
                 "Weight should have the same length as indices. %s expected %d WEIGHTS "
                 "(one per index), found %d. Fix: give one weight per INDICES entry."
                 % (op_type, indices.shape[0], weights.shape[0]), input_index=w_slot)
-        _check_dtype(op_type, weights, _F32, "WEIGHTS", w_slot)
+        _check_dtype(op_type, weights, F32, "WEIGHTS", w_slot)
     _check_segments(xp, op_type, indices, lengths, data.shape[0], i_slot, l_slot)
     return True
 
@@ -268,7 +255,7 @@ def _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot):
             "rows (one per LENGTHS entry), found %d. Fix: dY must be the gradient of "
             "the forward OUTPUT." % (op_type, lengths.shape[0], dy.shape[0]),
             input_index=dy_slot)
-    _check_dtype(op_type, lengths, _I32, "LENGTHS", len_slot)
+    _check_dtype(op_type, lengths, I32, "LENGTHS", len_slot)
 
 
 def _gradient_kernel(op_type, weighted, mean, repeat):
@@ -287,8 +274,8 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
                     "%d WEIGHTS (sum of LENGTHS), found shape %s. Fix: pass the forward "
                     "WEIGHTS." % (op_type, total, tuple(weights.shape)),
                     input_index=w_slot)
-            _check_dtype(op_type, weights, _F32, "WEIGHTS", w_slot)
-        _check_dtype(op_type, dy, _F32, "dY", dy_slot)
+            _check_dtype(op_type, weights, F32, "WEIGHTS", w_slot)
+        _check_dtype(op_type, dy, F32, "dY", dy_slot)
         _check_non_negative(xp, op_type, lengths, len_slot)
         if mean:
             dy = dy * _column(_inverse_lengths(xp, lengths), dy.ndim)
@@ -304,11 +291,11 @@ def _with_main_input_kernel(repeat):
 
     def kernel(ctx, args, weights, dy, lengths, data, indices):
         xp = ctx.xp
-        _check_dispatch(op_type, indices, _INDEX_TYPES, "INDICES", 4)
+        _check_dispatch(op_type, indices, INDEX_TYPES, "INDICES", 4)
         _check_segment_grads(op_type, dy, lengths, 1, 2)
-        _check_dtype(op_type, weights, _F32, "WEIGHTS", 0)
-        _check_dtype(op_type, dy, _F32, "dY", 1)
-        _check_dtype(op_type, data, _F32, "DATA", 3)
+        _check_dtype(op_type, weights, F32, "WEIGHTS", 0)
+        _check_dtype(op_type, dy, F32, "dY", 1)
+        _check_dtype(op_type, data, F32, "DATA", 3)
         # Caffe2 trusted the forward pass here; we re-check what it would overrun.
         _check_vector(op_type, indices, "INDICES", "INDICES must be a vector", 4)
         _check_vector(op_type, weights, "WEIGHTS", "WEIGHT must be a vector", 0)
@@ -317,8 +304,8 @@ def _with_main_input_kernel(repeat):
                 "Weight should have the same length as indices. %s expected %d WEIGHTS, "
                 "found %d. Fix: pass the forward WEIGHTS and INDICES."
                 % (op_type, n, weights.shape[0]), input_index=0)
-        block = int(np.prod(dy.shape[1:], dtype=np.int64))
-        enforce(data.ndim >= 1 and int(np.prod(data.shape[1:], dtype=np.int64)) == block,
+        block = size_from_dim(dy.shape, 1)
+        enforce(data.ndim >= 1 and size_from_dim(data.shape, 1) == block,
                 "%s: DATA rows must match dY rows: expected DATA of shape (N,) + %s, "
                 "found %s. Fix: pass the forward DATA." % (
                     op_type, tuple(dy.shape[1:]), tuple(data.shape)), input_index=3)

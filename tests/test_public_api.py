@@ -11,8 +11,17 @@ PINNED = {
         "GlobalInit", "GradientRegistry", "GradientSlice", "IR", "InferBlobDevices",
         "InferOpBlobDevices", "IsGPUDeviceType", "IsOperator", "NameScope", "Net",
         "ScopedBlobReference", "ScopedName", "device_equal", "device_option_equal",
-        "get_ssa", "get_output_producers",
+        "get_ssa", "get_output_producers", "InferOpDeviceAsBlobDevices",
+        "InferOpBlobDevicesAsDict", "InjectCrossDeviceCopies",
+        "InjectDeviceCopiesAmongNets", "InjectDeviceCopiesAmongNetsWithoutB2D",
     ],
+    "graphnet.memonger": [
+        "share_grad_blobs", "optimize_inference_for_dag", "optimize_inference_fast",
+        "release_blobs_when_used", "estimate_memory_usage", "compute_statistics",
+        "verify_graph_equality", "verify_inplace_blobs", "Statistics", "blob_nbytes",
+        "collect_blob_sizes",
+    ],
+    "graphnet.predictor.mobile_exporter": ["Export", "add_tensor"],
     "graphnet.workspace": [
         "Blobs", "CreateBlob", "CreateNet", "CurrentWorkspace", "FeedBlob", "FetchBlob",
         "FetchBlobs", "GlobalInit", "GpuDeviceType", "HasBlob", "InferShapesAndTypes",

@@ -17,5 +17,6 @@ _SCHEDULERS = {"simple": run_simple, "async_scheduling": run_dag, "parallel": ru
 
 
 def run_plan(plan):
-    """Run a compiled plan once with the scheduler its net type names."""
-    _SCHEDULERS[plan.net_type](plan)
+    """Run a compiled plan once with the scheduler its net type names (a plan placed
+    on several ranks brings its own runner: graphnet.distributed)."""
+    (getattr(plan, "runner", None) or _SCHEDULERS[plan.net_type])(plan)

@@ -86,6 +86,7 @@ class Plan(object):
         self.cross_device_reads = cross_device_reads
         self.num_workers = num_workers
         self.dependencies = None  # filled lazily by the dag executor
+        self.runner = None  # a placed net's own runner (graphnet.distributed)
 
 
 def _merged_option(net_option, op):

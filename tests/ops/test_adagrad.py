@@ -1,31 +1,16 @@
-"""Optimizer ops: reference loops, Caffe2 goldens, in-place rules, dtype
-reinterpretation of in-place state, and every input check."""
+"""Adagrad, SparseAdagrad, RowWiseSparseAdagrad: reference loops, Caffe2 goldens,
+in-place rules, dtype reinterpretation of in-place state, and every input check.
+"""
 
 import numpy as np
 import pytest
 
-from graphnet import core, registry, workspace
+from graphnet import core, workspace
 from graphnet.errors import ArgumentError, OperatorError, SchemaError
-from graphnet.gradient_maker import make_gradient
 from tests.opcheck import check_op, check_shape_inference, run_op
-
-F32, F64 = np.float32, np.float64
-RNG = np.random.default_rng(7)
-
-
-def _rand(*shape, positive=False):
-    x = RNG.standard_normal(shape)
-    return (np.abs(x) + 0.05 if positive else x).astype(F32)
-
-
-def _a(*rows):
-    return np.array(rows, F32)
-
-
-def _as_f32_bytes(x):
-    """The first numel*4 bytes of x as float32 (Caffe2's in-place reinterpretation)."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    return flat.view(np.uint8)[:flat.size * 4].view(F32).reshape(x.shape)
+from tests.ops.optimizer_helpers import (F32, F64, RNG, _a, _as_f32_bytes, _assert_outputs,
+                                         _inplace, _rand, check_defaults_match_caffe2,
+                                         check_schema_matches_caffe2)
 
 
 # --- independent references (straightforward per-index loops) ---------------------------
@@ -68,75 +53,6 @@ def ref_rowwise_adagrad(p, m, idx, g, lr, counter=None, epsilon=1e-5, weight_dec
     return [P.reshape(p.shape).astype(F32), M.astype(F32)]
 
 
-def ref_momentum(g, m, lr, momentum=0.0, nesterov=False):
-    g, m, lr = np.asarray(g, F64), np.asarray(m, F64), float(np.reshape(lr, -1)[0])
-    if not nesterov:
-        adjusted = lr * g + momentum * m
-        return adjusted, adjusted
-    new = momentum * m + lr * g
-    return (1 + momentum) * new - momentum * m, new
-
-
-def ref_sparse_momentum(g, m, lr, p, idx, momentum=0.0, nesterov=False):
-    block = p.size // p.shape[0]
-    n = g.size // block
-    P, M = p.astype(F64).reshape(-1, block), m.astype(F64).reshape(-1, block)
-    G = g.astype(F64).reshape(n, block)
-    out = np.zeros_like(G)
-    for i, r in enumerate(idx.reshape(-1)[:n]):
-        out[i], M[r] = ref_momentum(G[i], M[r], lr, momentum, nesterov)
-        P[r] -= out[i]
-    return [out.reshape(g.shape).astype(F32), M.reshape(m.shape).astype(F32),
-            P.reshape(p.shape).astype(F32)]
-
-
-def _correction(t, beta1, beta2):
-    return np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-
-
-def ref_adam(p, m1, m2, g, lr, it, beta1=0.9, beta2=0.999, epsilon=1e-5, outputs=3):
-    w, a, b, gg = (np.asarray(x, F64) for x in (p, m1, m2, g))
-    corr = _correction(int(it.reshape(-1)[0]) + 1, beta1, beta2)
-    a = a * beta1 + gg.reshape(a.shape) * (1 - beta1)
-    b = b * beta2 + (gg * gg).reshape(b.shape) * (1 - beta2)
-    ng = corr * a / (np.sqrt(b) + epsilon)
-    outs = [w + float(lr.reshape(-1)[0]) * ng.reshape(w.shape), a, b, ng.reshape(g.shape)]
-    return [o.astype(F32) for o in outs[:outputs]]
-
-
-def ref_sparse_adam(p, m1, m2, idx, g, lr, it, beta1=0.9, beta2=0.999, epsilon=1e-5,
-                    outputs=3, rowwise=False):
-    block = p.size // p.shape[0]
-    n = g.size // block
-    P, A = p.astype(F64).reshape(-1, block), m1.astype(F64).reshape(-1, block)
-    B = m2.astype(F64).reshape(-1, 1 if rowwise else block)
-    G = g.astype(F64).reshape(n, block)
-    out = np.zeros_like(G)
-    corr = _correction(int(it.reshape(-1)[0]) + 1, beta1, beta2)
-    for i, r in enumerate(idx.reshape(-1)[:n]):
-        A[r] = A[r] * beta1 + G[i] * (1 - beta1)
-        sq = np.mean(G[i] ** 2) if rowwise else G[i] ** 2
-        B[r] = B[r] * beta2 + sq * (1 - beta2)
-        out[i] = corr * A[r] / (np.sqrt(B[r]) + epsilon)
-        P[r] += float(lr.reshape(-1)[0]) * out[i]
-    outs = [P.reshape(p.shape), A.reshape(m1.shape), B.reshape(m2.shape),
-            out.reshape(g.shape)]
-    return [o.astype(F32) for o in outs[:outputs]]
-
-
-def _inplace(*pairs):
-    """Output names for in-place slots: ints name inputs, strings stay."""
-    return ["in%d" % x if isinstance(x, int) else x for x in pairs]
-
-
-def _assert_outputs(got, want, rtol=0, atol=0):
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        w = np.asarray(w, F32)
-        assert g.dtype == F32 and g.shape == w.shape, (g.dtype, g.shape, w.shape)
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
-
-
 # --- schemas: counts, in-place rules, defaults (golden from real Caffe2 1.10.2) -------------
 
 # op: (inputs, outputs, enforced in-place pairs, allowed-only pairs)
@@ -144,46 +60,19 @@ CAFFE2_SCHEMAS = {
     "Adagrad": ((4, 4), (2, 4), set(), {(0, 0), (1, 1)}),
     "SparseAdagrad": ((5, 5), (2, 2), {(0, 0), (1, 1)}, set()),
     "RowWiseSparseAdagrad": ((5, 6), (2, 2), {(0, 0), (1, 1)}, set()),
-    "MomentumSGD": ((3, 3), (2, 2), set(), {(0, 0), (1, 1)}),
-    "MomentumSGDUpdate": ((4, 4), (3, 3), set(), {(0, 0), (1, 1), (3, 2)}),
-    "SparseMomentumSGDUpdate": ((5, 5), (3, 3), {(1, 1), (3, 2)}, {(0, 0)}),
-    "Adam": ((6, 6), (3, 4), set(), {(0, 0), (1, 1), (2, 2)}),
-    "SparseAdam": ((7, 7), (3, 4), {(0, 0), (1, 1), (2, 2)}, set()),
-    "RowWiseSparseAdam": ((7, 7), (3, 4), {(0, 0), (1, 1), (2, 2)}, set()),
 }
 
 
 @pytest.mark.parametrize("op_type", sorted(CAFFE2_SCHEMAS))
 def test_schema_matches_caffe2(op_type):
-    (lo_in, hi_in), (lo_out, hi_out), enforced, allowed = CAFFE2_SCHEMAS[op_type]
-    s = registry.get(op_type)
-    assert (s.min_inputs, s.max_inputs, s.min_outputs, s.max_outputs) == (
-        lo_in, hi_in, lo_out, hi_out)
-    for i in range(hi_in):
-        for o in range(hi_out):
-            assert bool(s.enforces_inplace(i, o)) == ((i, o) in enforced), (i, o)
-            assert bool(s.allows_inplace(i, o) or s.enforces_inplace(i, o)) == (
-                (i, o) in enforced | allowed), (i, o)
-    assert s.should_not_do_gradient
-    op = core.CreateOperator(op_type, ["x%d" % i for i in range(lo_in)],
-                             ["y%d" % o for o in range(lo_out)])
-    with pytest.raises(Exception, match="One should not call gradient for operator %s"
-                       % op_type):
-        make_gradient(op, ["y0_grad"] + [None] * (lo_out - 1))
+    check_schema_matches_caffe2(op_type, CAFFE2_SCHEMAS[op_type])
 
 
 def test_argument_defaults_match_caffe2():
-    want = {"Adagrad": {"epsilon": 1e-5, "decay": 1.0, "weight_decay": 0.0},
-            "SparseAdagrad": {"epsilon": 1e-5, "weight_decay": 0.0},
-            "RowWiseSparseAdagrad": {"epsilon": 1e-5, "weight_decay": 0.0,
-                                     "counter_halflife": -1},
-            "MomentumSGDUpdate": {"momentum": 0.0, "nesterov": False},
-            "Adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-5},
-            "SparseAdam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-5,
-                           "enableRAdam": False}}
-    for op_type, defaults in want.items():
-        args = registry.get(op_type).args
-        assert {k: args[k].default for k in defaults} == defaults, op_type
+    check_defaults_match_caffe2({"Adagrad": {"epsilon": 1e-5, "decay": 1.0, "weight_decay": 0.0},
+                                 "SparseAdagrad": {"epsilon": 1e-5, "weight_decay": 0.0},
+                                 "RowWiseSparseAdagrad": {"epsilon": 1e-5, "weight_decay": 0.0,
+                                                          "counter_halflife": -1}})
 
 
 def test_inplace_rules_reject_like_caffe2():
@@ -477,229 +366,3 @@ def test_rowwise_sparse_adagrad_halflife_is_an_int():
         run_op("RowWiseSparseAdagrad", [_rand(2, 1), _rand(2), np.array([0]), _rand(1, 1),
                                         _a(1), np.ones(2)], outputs=_inplace(0, 1),
                counter_halflife=2.0)
-
-
-# --- MomentumSGD family ---------------------------------------------------------------
-
-@pytest.mark.parametrize("args", [{}, {"momentum": 0.9}, {"momentum": 0.8, "nesterov": 1}])
-def test_momentum_sgd_reference(args):
-    g, m, lr = _rand(3, 4), _rand(3, 4), _a(0.1)
-    check_op("MomentumSGD", [g, m, lr], lambda g, m, lr: [
-        x.astype(F32) for x in ref_momentum(g, m, lr, **args)], outputs=2, **args)
-    check_op("MomentumSGD", [g, m, lr.reshape(())], lambda g, m, lr: [
-        x.astype(F32) for x in ref_momentum(g, m, lr, **args)], outputs=_inplace(0, 1),
-        **args)
-
-
-def test_momentum_sgd_golden():
-    # golden from real Caffe2 1.10.2
-    got = run_op("MomentumSGD", [_a([0.2, -0.7], [1.5, -0.3]), _a([0.1, 0.4], [-1.0, 0.0]),
-                                 _a(0.1)], outputs=2, momentum=0.9)
-    want = _a([0.109999999, 0.289999992], [-0.75, -0.0300000012])
-    _assert_outputs(got, [want, want])
-
-
-@pytest.mark.parametrize("args", [{"momentum": 0.9}, {"momentum": 0.7, "nesterov": 1}])
-def test_momentum_sgd_update_reference(args):
-    g, m, p, lr = _rand(2, 5), _rand(2, 5), _rand(2, 5), _a(0.05)
-
-    def ref(g, m, lr, p):
-        ng, nm = ref_momentum(g, m, lr, **args)
-        return [ng.astype(F32), nm.astype(F32), (p - ng).astype(F32)]
-    check_op("MomentumSGDUpdate", [g, m, lr, p], ref, outputs=_inplace("g", "m", 3), **args)
-    check_op("MomentumSGDUpdate", [g, m, lr, p], ref, outputs=_inplace(0, 1, 3), **args)
-
-
-def test_momentum_sgd_update_golden():
-    # golden from real Caffe2 1.10.2
-    got = run_op("MomentumSGDUpdate", [_a([0.2, -0.7], [1.5, -0.3]),
-                                       _a([0.1, 0.4], [-1.0, 0.0]), _a(0.1),
-                                       _a([0.5, -1.2], [0.3, 2.0])],
-                 outputs=_inplace(0, 1, 3), momentum=0.9, nesterov=1)
-    _assert_outputs(got, [_a([0.118999995, 0.191000015], [-0.524999976, -0.057]),
-                          _a([0.109999999, 0.289999992], [-0.75, -0.0300000012]),
-                          _a([0.381000012, -1.39100003], [0.824999988, 2.05699992])],
-                    rtol=1e-6)
-
-
-def test_momentum_sgd_update_param_int64_in_place_is_reinterpreted():
-    g, m = _rand(3, 2), _rand(3, 2)
-    got = run_op("MomentumSGDUpdate", [g, m, _a(0.1), np.zeros((3, 2), np.int64)],
-                 outputs=_inplace(0, 1, 3), momentum=0.9)
-    ng = ref_momentum(g, m, _a(0.1), momentum=0.9)[0]
-    _assert_outputs([got[2]], [-ng], rtol=1e-6)
-
-
-@pytest.mark.parametrize("op_type, inputs, outputs, match", [
-    ("MomentumSGD", [_rand(3), _rand(3), _a(1, 2)], 2, "Input\\(LR\\).numel\\(\\) == 1"),
-    ("MomentumSGD", [_rand(3), _rand(2), _a(1)], 2,
-     "Input\\(GRAD\\).numel\\(\\) == Input\\(MOMENTUM\\).numel\\(\\). 3 vs 2"),
-    ("MomentumSGD", [_rand(3).astype(F64), _rand(3), _a(1)], 2, "contains double.*grad"),
-    ("MomentumSGDUpdate", [_rand(3), _rand(3), _a(1), _rand(3)], ["g", "m", "p"],
-     "updates param in place: expected output 2 to be input 3 \\('in3'\\), found 'p'"),
-    ("MomentumSGDUpdate", [_rand(3), _rand(3), _a(1), _rand(2)], ["g", "m", "in3"],
-     "Input\\(PARAM\\).numel\\(\\) == Input\\(GRAD\\).numel\\(\\). 2 vs 3"),
-])
-def test_momentum_errors(op_type, inputs, outputs, match):
-    with pytest.raises(OperatorError, match=match):
-        run_op(op_type, inputs, outputs=outputs)
-
-
-def test_momentum_argument_fields():
-    with pytest.raises(ArgumentError, match="momentum does not have the right field"):
-        run_op("MomentumSGD", [_rand(3), _rand(3), _a(1)], outputs=2, momentum=1)
-
-
-@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-@pytest.mark.parametrize("args", [{"momentum": 0.9}, {"momentum": 0.5, "nesterov": 1}])
-@pytest.mark.parametrize("block", [1, 3])
-def test_sparse_momentum_sgd_update_reference(index_dtype, args, block):
-    g, m, p = _rand(5, block), _rand(4, block), _rand(4, block)
-    idx = np.array([2, 0, 2, 2, 3], index_dtype)
-    check_op("SparseMomentumSGDUpdate", [g, m, _a(0.1), p, idx],
-             lambda *x: ref_sparse_momentum(*x, **args), outputs=_inplace("g", 1, 3),
-             **args)
-
-
-def test_sparse_momentum_sgd_update_golden():
-    # golden from real Caffe2 1.10.2 (row 1 twice)
-    got = run_op("SparseMomentumSGDUpdate", [
-        _a([0.2, -0.7], [1.5, -0.3], [0.4, 0.4]), _a([0.1, 0.4], [-1.0, 0.0], [0.5, 0.5]),
-        _a(0.1), _a([0.5, -1.2], [0.3, 2.0], [1.0, 1.0]), np.array([1, 1, 2])],
-        outputs=_inplace(0, 1, 3), momentum=0.5)
-    _assert_outputs(got, [
-        _a([-0.479999989, -0.0700000003], [-0.0899999887, -0.0649999976],
-           [0.289999992, 0.289999992]),
-        _a([0.100000001, 0.400000006], [-0.0899999887, -0.0649999976],
-           [0.289999992, 0.289999992]),
-        _a([0.5, -1.20000005], [0.869999945, 2.13499999], [0.710000038, 0.710000038])],
-        rtol=1e-6)
-
-
-@pytest.mark.parametrize("inputs, match", [
-    ([_rand(2, 2), _rand(4, 2), _a(1), _rand(4, 2), np.array([0, 4])],
-     "in3, out of bound,  idx:4 for input i:1 and block size:2"),
-    ([_rand(2, 2), _rand(4, 2), _a(1), _rand(4, 2), np.array([0])],
-     "expected at least 2 indices"),
-    ([_rand(2, 2), _rand(4, 2).astype(F64), _a(1), _rand(4, 2), np.array([0, 1])],
-     "contains double.*moment"),
-    ([_rand(2, 2), _rand(3, 2), _a(1), _rand(4, 2), np.array([0, 1])],
-     "Input\\(PARAM\\).numel\\(\\) == Input\\(MOMENTUM\\).numel\\(\\). 8 vs 6"),
-])
-def test_sparse_momentum_errors(inputs, match):
-    with pytest.raises(OperatorError, match=match):
-        run_op("SparseMomentumSGDUpdate", inputs, outputs=_inplace("g", 1, 3))
-
-
-# --- Adam family ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("outputs", [3, 4])
-@pytest.mark.parametrize("t, args", [(0, {}), (9, {"beta1": 0.8, "beta2": 0.99,
-                                                    "epsilon": 1e-3})])
-def test_adam_reference(outputs, t, args):
-    p, m1, m2, g = _rand(3, 4), _rand(3, 4), _rand(3, 4, positive=True), _rand(3, 4)
-    it = np.array([t], np.int64)
-    check_op("Adam", [p, m1, m2, g, _a(-0.01), it],
-             lambda *x: ref_adam(*x, outputs=outputs, **args), outputs=outputs, **args)
-
-
-def test_adam_golden_in_place():
-    # golden from real Caffe2 1.10.2
-    got = run_op("Adam", [_a([0.5, -1.2], [0.3, 2.0]), _a([0.1, 0.4], [-1.0, 0.0]),
-                          _a([0.1, 0.4], [1.0, 0.0]), _a([0.2, -0.7], [1.5, -0.3]),
-                          _a(-0.01), np.array([2], np.int64)], outputs=_inplace(0, 1, 2, "g"))
-    _assert_outputs(got, [
-        _a([0.499297112, -1.20092618], [0.301514119, 2.00638151]),
-        _a([0.109999999, 0.289999962], [-0.74999994, -0.0300000086]),
-        _a([0.099940002, 0.400089979], [1.00125003, 8.99988445e-05]),
-        _a([0.0702878907, 0.0926154703], [-0.151410818, -0.638140976])], rtol=1e-6)
-
-
-@pytest.mark.parametrize("inputs, match", [
-    ([_rand(3), _rand(3), _rand(3), _rand(3), _a(1), np.array([1], np.int32)],
-     "caller expects elements to be long int, while tensor contains int.*iter"),
-    ([_rand(3), _rand(3), _rand(3), _rand(3), _a(1), np.zeros(0, np.int64)],
-     "reads iter\\[0\\]"),
-    ([_rand(3), _rand(3), _rand(2), _rand(3), _a(1), np.array([1])],
-     "Input\\(GRAD\\).numel\\(\\) == Input\\(MOMENT_2\\).numel\\(\\). 3 vs 2"),
-    ([_rand(3), _rand(3), _rand(3), _rand(3), _a(1, 1), np.array([1])],
-     "Input\\(LR\\).numel\\(\\) == 1"),
-])
-def test_adam_errors(inputs, match):
-    with pytest.raises(OperatorError, match=match):
-        run_op("Adam", inputs, outputs=3)
-
-
-@pytest.mark.parametrize("outputs", [3, 4])
-@pytest.mark.parametrize("block", [1, 3])
-@pytest.mark.parametrize("rowwise", [False, True])
-def test_sparse_adam_reference(outputs, block, rowwise):
-    op_type = "RowWiseSparseAdam" if rowwise else "SparseAdam"
-    p, m1 = _rand(5, block), _rand(5, block)
-    m2 = _rand(5, positive=True) if rowwise else _rand(5, block, positive=True)
-    idx = np.array([4, 1, 4, 4], np.int32 if block == 1 else np.int64)
-    g, it = _rand(4, block), np.array([6], np.int64)
-    names = _inplace(0, 1, 2, "g")[:outputs]
-    check_op(op_type, [p, m1, m2, idx, g, _a(-0.02), it],
-             lambda *x: ref_sparse_adam(*x, outputs=outputs, rowwise=rowwise, beta2=0.99),
-             outputs=names, beta2=0.99)
-
-
-def test_sparse_adam_goldens():
-    # goldens from real Caffe2 1.10.2
-    got = run_op("SparseAdam", [_a(0.5, -1.2, 0.3), _a(0.1, 0.4, -1.0), _a(0.1, 0.4, 1.0),
-                                np.array([0, 2, 0]), _a(0.2, -0.7, 1.5), _a(-0.1),
-                                np.array([0], np.int64)], outputs=_inplace(0, 1, 2))
-    _assert_outputs(got, [_a(0.464354277, -1.20000005, 0.330681413),
-                          _a(0.249000043, 0.400000006, -0.969999969),
-                          _a(0.102090031, 0.400000006, 0.999490023)], rtol=1e-6)
-    state = [_a([0.5, -1.2], [0.3, 2.0]), _a([0.1, 0.4], [-1.0, 0.0]),
-             _a([0.1, 0.4], [1.0, 0.0])]
-    got = run_op("SparseAdam", state + [np.array([1, 1], np.int32),
-                                        _a([0.2, -0.7], [1.5, -0.3]), _a(-0.01),
-                                        np.array([5], np.int64)],
-                 outputs=_inplace(0, 1, 2, "g"), beta1=0.8)
-    _assert_outputs(got, [
-        _a([0.5, -1.20000005], [0.301120102, 2.01411653]),
-        _a([0.100000001, 0.400000006], [-0.307999998, -0.171999991]),
-        _a([0.100000001, 0.400000006], [1.00029099, 0.000579502492]),
-        _a([-0.0797216371, -0.662819147], [-0.0322880372, -0.748822331])], rtol=1e-6)
-    got = run_op("SparseAdam", state + [np.array([0, 0]), _a([0.2, -0.7], [1.5, -0.3]),
-                                        _a(-0.01), np.array([20], np.int64)],
-                 outputs=_inplace(0, 1, 2), enableRAdam=1)
-    _assert_outputs(got, [_a([0.499840051, -1.20011699], [0.300000012, 2]),
-                          _a([0.249000043, 0.230999947], [-1, 0]),
-                          _a([0.102090031, 0.399779886], [1, 0])], rtol=1e-6)
-
-
-def test_rowwise_sparse_adam_golden():
-    # golden from real Caffe2 1.10.2
-    got = run_op("RowWiseSparseAdam", [
-        _a([0.5, -1.2], [0.3, 2.0], [1.0, 1.0]), _a([0.1, 0.4], [-1.0, 0.0], [0.5, 0.5]),
-        _a(0.1, 0.4, 1.0), np.array([2, 2]), _a([0.2, -0.7], [1.5, -0.3]), _a(-0.01),
-        np.array([7], np.int64)], outputs=_inplace(0, 1, 2, "g"))
-    _assert_outputs(got, [
-        _a([0.5, -1.20000005], [0.300000012, 2], [0.998364389, 0.998914838]),
-        _a([0.100000001, 0.400000006], [-1, 0], [0.573000014, 0.311999947]),
-        _a(0.100000001, 0.400000006, 0.999435723),
-        _a([0.0737083629, 0.0595939904], [0.0898537934, 0.0489256158])], rtol=1e-6)
-
-
-@pytest.mark.parametrize("op_type, inputs, match", [
-    ("SparseAdam", [_rand(3, 2), np.zeros((3, 2), np.int64), _rand(3, 2), np.array([0]),
-                    _rand(1, 2), _a(1), np.array([0])],
-     "contains long int.*moment_1"),
-    ("SparseAdam", [_rand(3, 2), _rand(3, 2), _rand(3, 2), np.array([0, 3]),
-                    _rand(2, 2), _a(1), np.array([0])],
-     "in0, out of bound,  idx:3 for input i:1"),
-    ("SparseAdam", [_rand(3, 2), _rand(3, 2), _rand(3, 2), np.array([0]),
-                    _rand(2, 2), _a(1), np.array([0])], "expected at least 2 indices"),
-    ("RowWiseSparseAdam", [_rand(3, 2), _rand(3, 2), _rand(3, 2), np.array([0]),
-                           _rand(1, 2), _a(1), np.array([0])],
-     "sizes\\(\\)\\[0\\] == Input\\(MOMENT_2\\).numel\\(\\). 3 vs 6"),
-    ("SparseAdam", [_rand(3, 2), _rand(3, 2), _rand(3, 2), np.array([0]),
-                    _rand(1, 2), _a(1), np.array([0], np.int32)], "contains int.*iter"),
-])
-def test_sparse_adam_errors(op_type, inputs, match):
-    with pytest.raises(OperatorError, match=match):
-        run_op(op_type, inputs, outputs=_inplace(0, 1, 2))

@@ -1,0 +1,186 @@
+"""Add, Sub, Mul, Div (numpy-style or legacy `broadcast=1` broadcasting), their
+gradient ops, and SumReduceLike (a broadcast's reverse).
+Imports numpy, the registry and ops._common only.
+"""
+
+from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
+
+from ._common import (BCAST_ARGS, FLOATS, NUMERIC, broadcast_shape, dims_text,
+                      expect_dtype, expect_dtypes, legacy_dims, quiet, reduce_to,
+                      resolve_axis)
+
+
+def _binary_arg_check(op):
+    return lambda args: resolve_axis(op, args, bool(args.broadcast))
+
+
+def _plan(op, args, a_shape, b_shape):
+    """(A view dims, B view dims, output shape) of a binary op."""
+    legacy = bool(args.broadcast)
+    axis = resolve_axis(op, args, legacy)
+    if legacy:
+        a_dims, b_dims = legacy_dims(op, tuple(a_shape), tuple(b_shape), axis)
+        return a_dims, b_dims, tuple(a_shape)
+    a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+    return a_shape, b_shape, broadcast_shape(op, a_shape, b_shape)
+
+
+def _divide(xp, a, b):
+    """C++ division: true division for floats, truncation toward zero for ints."""
+    if a.dtype.kind == "f":
+        return a / b
+    enforce(not bool(xp.any(b == 0)), "Integer division by zero in Div (Caffe2 crashed "
+                                      "with SIGFPE). Fix: keep integer divisors nonzero.")
+    q = xp.floor_divide(a, b)
+    fix = (xp.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return (q + fix.astype(q.dtype)).astype(a.dtype)
+
+
+# --- Add / Sub / Mul / Div ------------------------------------------------------------
+
+_BINARY = {
+    "Add": lambda xp, a, b: a + b,
+    "Sub": lambda xp, a, b: a - b,
+    "Mul": lambda xp, a, b: a * b,
+    "Div": _divide,
+}
+
+
+def _binary_checks(op, args, a, b):
+    expect_dtypes(op, a, NUMERIC, 0)
+    expect_dtype(op, b, a.dtype, 1)
+    return _plan(op, args, a.shape, b.shape)
+
+
+def _binary_shape(op):
+    def shape(args, a, b):
+        return [TensorInfo(_binary_checks(op, args, a, b)[2], a.dtype)]
+    return shape
+
+
+def _binary_kernel(op, fn):
+    def kernel(ctx, args, a, b):
+        a_dims, b_dims, out = _binary_checks(op, args, a, b)
+        if args.broadcast:
+            enforce(not ctx.inplace(1, 0),
+                    "In-place is allowed only with the first tensor when legacy-"
+                    "broadcasting. %s: output %s is input 1. Fix: write to input 0 or a "
+                    "new blob." % (op, ctx.output_names[0]))
+        for k, x in ((0, a), (1, b)):
+            enforce(not ctx.inplace(k, 0) or tuple(x.shape) == out,
+                    "C_dims == %s_dims. %s vs %s. %s in place on input %d needs the "
+                    "broadcast output shape %s to equal that input's shape %s. Fix: "
+                    "write to a new blob." % ("AB"[k], dims_text(out), dims_text(x.shape),
+                                              op, k, dims_text(out), dims_text(x.shape)),
+                    input_index=k)
+        return fn(ctx.xp, a.reshape(a_dims), b.reshape(b_dims)).reshape(out)
+    return kernel
+
+
+def _binary_gradient_kernel(op, kind):
+    def kernel(ctx, args, *ins):
+        xp = ctx.xp
+        if len(ins) == 3 and kind == "Div":  # legacy DivGradient([B, C, dC])
+            b, c, dc = ins
+            a = c
+            expect_dtypes(op, c, NUMERIC, 1)
+            expect_dtype(op, b, c.dtype, 0)
+            expect_dtype(op, dc, c.dtype, 2)
+        else:
+            dc, a, b = ins[:3]
+            c = ins[3] if len(ins) > 3 else None
+            expect_dtypes(op, a, NUMERIC, 1)
+            expect_dtype(op, b, a.dtype, 2)
+            expect_dtype(op, dc, a.dtype, 0)
+            if c is not None:
+                expect_dtype(op, c, a.dtype, 3)
+        a_dims, b_dims, out = _plan(op, args, a.shape, b.shape)
+        k_dc = 2 if len(ins) == 3 and kind == "Div" else 0
+        enforce(tuple(dc.shape) == out,
+                "%s: the output gradient dC has shape %s, expected the forward output "
+                "shape %s. Fix: feed the gradient of the forward output." % (
+                    op, dims_text(dc.shape), dims_text(out)), input_index=k_dc)
+        full = broadcast_shape(op, a_dims, b_dims)
+        g = dc.reshape(full)
+        av, bv = a.reshape(a_dims), b.reshape(b_dims)
+        if kind == "Add":
+            da, db = reduce_to(xp, g, a_dims), reduce_to(xp, g, b_dims)
+        elif kind == "Sub":
+            da, db = reduce_to(xp, g, a_dims), -reduce_to(xp, g, b_dims)
+        elif kind == "Mul":
+            da, db = reduce_to(xp, g * bv, a_dims), reduce_to(xp, g * av, b_dims)
+        else:
+            cv = c.reshape(full)
+            da = reduce_to(xp, _divide(xp, g, bv), a_dims)
+            db = reduce_to(xp, _divide(xp, -g * cv, bv), b_dims)
+        return da.reshape(a.shape), db.reshape(b.shape)
+    return kernel
+
+
+def _binary_gradient_shape(args, dc, a, b, *c):
+    return [TensorInfo(a.shape, a.dtype), TensorInfo(b.shape, a.dtype)]
+
+
+def _div_gradient_shape(args, *ins):
+    if len(ins) == 3:  # legacy [B, C, dC]: C stands in for A
+        return [TensorInfo(ins[1].shape, ins[1].dtype), TensorInfo(ins[0].shape,
+                                                                   ins[1].dtype)]
+    return _binary_gradient_shape(args, *ins)
+
+
+def _binary_maker(grad_type, with_output):
+    def maker(g):
+        ins = [g.GO(0), g.I(0), g.I(1)] + ([g.O(0)] if with_output else [])
+        return [g.op(grad_type, ins, [g.GI(0), g.GI(1)])]
+    return maker
+
+
+for _name, _fn in _BINARY.items():
+    _fwd = OpSchema(_name, inputs=2, outputs=1, args=BCAST_ARGS,
+                    allow_inplace={(0, 0), (1, 0)}, arg_check=_binary_arg_check(_name),
+                    doc="C = A %s B elementwise; numpy-style broadcasting, or legacy "
+                        "broadcast=1 of B onto A at axis." % _name)
+    _fwd.shape(_binary_shape(_name))
+    _fwd.kernel(quiet(_binary_kernel(_name, _fn)))
+    _fwd.gradient(_binary_maker(_name + "Gradient", _name == "Div"))
+    _grad = OpSchema(_name + "Gradient", inputs=(3, 4) if _name == "Div" else 3,
+                     outputs=2, args=BCAST_ARGS,
+                     arg_check=_binary_arg_check(_name + "Gradient"),
+                     allow_inplace={(0, 0)} if _name == "Div" else {(0, 0), (0, 1)})
+    _grad.shape(_div_gradient_shape if _name == "Div" else _binary_gradient_shape)
+    _grad.kernel(quiet(_binary_gradient_kernel(_name + "Gradient", _name)))
+
+
+# --- SumReduceLike --------------------------------------------------------------------
+
+SUM_REDUCE_LIKE = OpSchema(
+    "SumReduceLike", inputs=2, outputs=1,
+    args=[Arg("axis", "int", -1), Arg("axis_str", "string", ""),
+          Arg("order", "string", "NCHW")],
+    arg_check=lambda args: resolve_axis("SumReduceLike", args, legacy=True),
+    doc="Sum A down to B's shape (the reverse of legacy broadcasting B onto A).")
+
+
+def _sum_reduce_like_checks(args, a, b):
+    op = "SumReduceLike"
+    expect_dtypes(op, a, FLOATS, 0)
+    axis = resolve_axis(op, args, legacy=True)
+    if tuple(a.shape) == tuple(b.shape):
+        return None
+    return legacy_dims(op, tuple(a.shape), tuple(b.shape), axis)
+
+
+@SUM_REDUCE_LIKE.shape
+def _(args, a, b):
+    _sum_reduce_like_checks(args, a, b)
+    return [TensorInfo(b.shape, a.dtype)]
+
+
+@SUM_REDUCE_LIKE.kernel
+@quiet
+def sum_reduce_like(ctx, args, a, b):
+    plan = _sum_reduce_like_checks(args, a, b)
+    if plan is None:
+        return ctx.xp.array(a, copy=True)
+    a_dims, b_dims = plan
+    return reduce_to(ctx.xp, a.reshape(a_dims), b_dims).reshape(b.shape)

@@ -1,0 +1,219 @@
+"""Concat and Split, each the other's gradient; the axis comes from `axis` or the
+storage `order`. Imports numpy, the registry, graphnet.errors and ops._common only.
+"""
+
+import numpy as np
+
+from graphnet.errors import ArgumentError
+from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
+
+from ._common import I32, check_type, cpp_name, host_array, numel
+
+_ORDER_DIM = {"NCHW": 1, "NHWC": 3}
+
+
+def _check_axis_args(op_type, verb):
+    """Caffe2's constructor checks of the axis / order arguments."""
+    def check(args):
+        if args.has("axis") and args.has("order"):
+            raise ArgumentError(
+                "You shouldn't specify both the dim to %s, and the order in the case of "
+                "4-D images. Found axis=%d and order=%r on %s. Fix: pass only axis "
+                "(order only picks axis 1 for NCHW, 3 for NHWC)."
+                % (verb, args.axis, args.order, op_type))
+        if not args.has("axis") and args.order not in _ORDER_DIM:
+            raise ArgumentError(
+                "Unsupported storage order: %r for %s, expected 'NCHW' or 'NHWC'. Fix: "
+                "pass order='NCHW'/'NHWC' or an explicit axis." % (args.order, op_type))
+    return check
+
+
+def _axis_of(args):
+    """(axis, add_axis) as Caffe2 resolved them: `axis` (and `add_axis`) when axis
+    is given, else the axis the storage order names with add_axis forced to 0."""
+    if args.has("axis"):
+        return args.axis, args.add_axis
+    return _ORDER_DIM[args.order], 0
+
+
+def _canonical_axis(axis, ndim, what):
+    enforce(-ndim <= axis < ndim,
+            "Axis not in input ndim range: axis = %d for %s of rank %d, expected "
+            "%d <= axis < %d. Fix: pick an axis the input has." % (axis, what, ndim,
+                                                                   -ndim, ndim),
+            input_index=0)
+    return axis + ndim if axis < 0 else axis
+
+
+_AXIS_ARGS = [Arg("axis", "int", -1), Arg("add_axis", "int", 0),
+              Arg("order", "string", "NCHW")]
+
+CONCAT = OpSchema(
+    "Concat", inputs=(1, INF), outputs=2, args=_AXIS_ARGS, cpu_outputs={1},
+    arg_check=_check_axis_args("Concat", "concat"),
+    doc="Concatenate (or, with add_axis, stack) inputs along `axis`; output 1 "
+        "(split_info, int32, CPU) holds each input's extent along it.")
+
+
+def _concat_plan(args, infos):
+    """(canonical axis, add_axis, output shape, split sizes) after Caffe2's checks."""
+    axis, add_axis = _axis_of(args)
+    first = infos[0]
+    rank = len(first.shape)
+    ca = _canonical_axis(axis, rank + (1 if add_axis else 0),
+                         "Concat input 0%s" % (" (+1 for add_axis)" if add_axis else ""))
+    for j, info in enumerate(infos[1:], 1):
+        enforce(info.dtype == first.dtype,
+                "All inputs must have the same type, expected: %s but got: %s for "
+                "input: %d. Fix: cast input %d to %s before Concat."
+                % (cpp_name(first.dtype), cpp_name(info.dtype), j, j, first.dtype),
+                input_index=j)
+    where = "The input tensors can only have different dimensions when arg 'add_axis' = " \
+            "0 and along the axis = %d" % ca
+    for i, dim in enumerate(first.shape):
+        if i == ca and not add_axis:
+            continue
+        for j, info in enumerate(infos[1:], 1):
+            enforce(len(info.shape) > i,
+                    "Concat input %d has rank %d but input 0 has rank %d. %s <%s> vs <%s>. "
+                    "Fix: give every input the same rank." % (
+                        j, len(info.shape), rank, where, list(first.shape),
+                        list(info.shape)), input_index=j)
+            enforce(dim == info.shape[i],
+                    "Expect dimension = %d got %d at axis = %d for input: %d. %s <%s> vs "
+                    "<%s>. Fix: make input %d match input 0 there." % (
+                        dim, info.shape[i], i, j, where, list(first.shape),
+                        list(info.shape), j), input_index=j)
+    for j, info in enumerate(infos[1:], 1):
+        enforce(len(info.shape) == rank,
+                "Concat input %d has rank %d but input 0 has rank %d. %s <%s> vs <%s>. "
+                "Fix: give every input the same rank." % (
+                    j, len(info.shape), rank, where, list(first.shape), list(info.shape)),
+                input_index=j)
+    shape = list(first.shape)
+    if add_axis:
+        sizes = [1] * len(infos)
+        shape.insert(ca, len(infos))
+    else:
+        sizes = [info.shape[ca] for info in infos]
+        shape[ca] = sum(sizes)
+    return ca, add_axis, tuple(shape), sizes
+
+
+@CONCAT.shape
+def _concat_shape(args, *infos):
+    _, _, shape, sizes = _concat_plan(args, infos)
+    return [TensorInfo(shape, infos[0].dtype), TensorInfo((len(sizes),), np.int32)]
+
+
+@CONCAT.kernel
+def concat(ctx, args, *xs):
+    ca, add_axis, _, sizes = _concat_plan(args, [TensorInfo.of(x) for x in xs])
+    y = ctx.xp.stack(xs, axis=ca) if add_axis else ctx.xp.concatenate(xs, axis=ca)
+    return y, np.asarray(sizes, dtype=np.int32)
+
+
+SPLIT = OpSchema(
+    "Split", inputs=(1, 2), outputs=(1, INF), cpu_inputs={1},
+    args=_AXIS_ARGS + [Arg("split", "ints", [])],
+    arg_check=_check_axis_args("Split", "split"),
+    doc="Split input 0 along `axis` into the outputs; sizes from input 1 (int32, CPU), "
+        "else the `split` argument, else equal parts. add_axis removes the axis.")
+
+
+def _split_plan(args, shape, n_out, sizes=None):
+    """(canonical axis, add_axis, output shapes) after Caffe2's checks; `sizes` are
+    the values of the split input when there is one."""
+    axis, add_axis = _axis_of(args)
+    ca = _canonical_axis(axis, len(shape), "Split input 0")
+    channels = shape[ca]
+    if sizes is not None:
+        enforce(not args.split,
+                "If you set split with an input blob, do not pass in split in the "
+                "argument. Found split=%s and a split input. Fix: drop one of them."
+                % list(args.split))
+        enforce(len(sizes) == n_out,
+                "split_tensor.numel() == OutputSize(). %d vs %d: the split input has %d "
+                "sizes for %d outputs. Fix: give one size per output."
+                % (len(sizes), n_out, len(sizes), n_out), input_index=1)
+    elif not args.split:
+        enforce(channels % n_out == 0,
+                "If you did not specify split explicitly, the number of input "
+                "channels:%d should be divisible by the output size:%d. Fix: pass "
+                "split=[...] or a split input." % (channels, n_out), input_index=0)
+        sizes = [channels // n_out] * n_out
+    else:
+        enforce(len(args.split) == n_out,
+                "The number of splits specified should be equal to the number of "
+                "outputs: found %d sizes %s for %d outputs. Fix: give one size per "
+                "output." % (len(args.split), list(args.split), n_out))
+        sizes = list(args.split)
+    sizes = [int(s) for s in sizes]
+    if add_axis:
+        enforce(n_out == channels,
+                "Sum of split dimensions do not match: should be %d (with add_axis "
+                "every output takes one slice), found %d outputs. Fix: use %d outputs."
+                % (channels, n_out, channels), input_index=0)
+        rest = tuple(shape[:ca]) + tuple(shape[ca + 1:])
+        return ca, add_axis, [rest] * n_out
+    enforce(all(s >= 0 for s in sizes),
+            "Split sizes must be non-negative, found %s. Fix: pass sizes >= 0." % sizes)
+    enforce(sum(sizes) == channels,
+            "Sum of split dimensions do not match: should be %d, found %d (sizes %s). "
+            "Fix: make the sizes add up to the axis length %d."
+            % (channels, sum(sizes), sizes, channels), input_index=0)
+    return ca, add_axis, [tuple(shape[:ca]) + (s,) + tuple(shape[ca + 1:]) for s in sizes]
+
+
+def _check_split_sizes_input(info):
+    check_type(info, I32, 1, "Fix: feed the split sizes as int32.")
+
+
+@SPLIT.shape
+def _split_shape(args, x, *split):
+    n_out = args._num_outputs
+    if split:
+        _check_split_sizes_input(split[0])
+        enforce(numel(split[0].shape) == n_out,
+                "split_tensor.numel() == OutputSize(). %d vs %d. Fix: give one size "
+                "per output." % (numel(split[0].shape), n_out), input_index=1)
+        if not _axis_of(args)[1]:
+            return [None] * n_out  # sizes are data, unknown statically
+        sizes = [1] * n_out
+    else:
+        sizes = None
+    _, _, shapes = _split_plan(args, x.shape, n_out, sizes)
+    return [TensorInfo(s, x.dtype) for s in shapes]
+
+
+@SPLIT.kernel
+def split(ctx, args, x, *split_input):
+    sizes = None
+    if split_input:
+        _check_split_sizes_input(TensorInfo.of(split_input[0]))
+        sizes = host_array(ctx, split_input[0]).reshape(-1).tolist()
+    ca, add_axis, shapes = _split_plan(args, x.shape, ctx.num_outputs, sizes)
+    outs, start = [], 0
+    for shape in shapes:
+        step = 1 if add_axis else shape[ca]
+        piece = x[(slice(None),) * ca + (slice(start, start + step),)]
+        outs.append(piece.reshape(shape).copy())
+        start += step
+    return tuple(outs)
+
+
+@CONCAT.gradient
+def _concat_gradient(g):
+    """Split the output gradient back along the forward axis (args appended)."""
+    if not g.has_GO(0):
+        return []
+    return [g.op("Split", [g.GO(0), g.O(1)], [g.GI(i) for i in range(len(g.def_.input))])]
+
+
+@SPLIT.gradient
+def _split_gradient(g):
+    """Concat the output gradients that exist (as Caffe2 did, skipping the others)."""
+    grads = [g.GO(i) for i in range(len(g.def_.output)) if g.has_GO(i)]
+    if not grads:
+        return []
+    return [g.op("Concat", grads, [g.GI(0), "_" + g.GI(0) + "_dims"])]

@@ -1,0 +1,86 @@
+"""Scale (Y = scale * X) and Clip (Y = X clamped to [min, max]) with ClipGradient.
+Imports numpy, the registry and ops._common only.
+"""
+
+import numpy as np
+
+from graphnet.registry import Arg, OpSchema, TensorInfo
+
+from ._common import (F32, FLOATS, cpp_float, expect_dtype, expect_dtypes, expect_f32_pair,
+                      quiet, shaped_like)
+
+# --- Scale ----------------------------------------------------------------------------
+
+SCALE = OpSchema("Scale", inputs=1, outputs=1, args=[Arg("scale", "float", 1.0)],
+                 allow_inplace={(0, 0)}, doc="Y = scale * X (float32/float64).")
+
+
+@SCALE.shape
+def _(args, x):
+    expect_dtypes("Scale", x, FLOATS)
+    return [TensorInfo(x.shape, x.dtype)]
+
+
+@SCALE.kernel
+@quiet
+def scale(ctx, args, x):
+    expect_dtypes("Scale", x, FLOATS)
+    return x * cpp_float(x, args.scale)
+
+
+@SCALE.gradient
+def _(g):
+    return [g.op("Scale", [g.GO(0)], [g.GI(0)])]  # forward `scale` is appended
+
+
+# --- Clip -----------------------------------------------------------------------------
+
+_LOWEST = np.float32(np.finfo(np.float32).min)
+_HIGHEST = np.float32(np.finfo(np.float32).max)
+_CLIP_ARGS = [Arg("min", "float"), Arg("max", "float")]
+
+
+def _clip_bounds(args):
+    low = _LOWEST if args.min is None else np.float32(args.min)
+    high = _HIGHEST if args.max is None else np.float32(args.max)
+    return low, high
+
+
+CLIP = OpSchema("Clip", inputs=1, outputs=1, args=_CLIP_ARGS, allow_inplace={(0, 0)},
+                doc="Y = min(max(X, min), max), float32; absent bounds are the float "
+                    "range (so +-inf clip to +-FLT_MAX, as in Caffe2).")
+
+
+@CLIP.shape
+def _(args, x):
+    expect_dtype("Clip", x, F32, 0)
+    return [TensorInfo(x.shape, x.dtype)]
+
+
+@CLIP.kernel
+@quiet
+def clip(ctx, args, x):
+    expect_dtype("Clip", x, F32, 0)
+    xp = ctx.xp
+    low, high = _clip_bounds(args)
+    y = xp.where(x < low, low, x)  # Eigen cwiseMax: a NaN bound leaves X alone
+    return xp.where(high < y, high, y).astype(np.float32)
+
+
+@CLIP.gradient
+def _(g):
+    return [g.op("ClipGradient", [g.O(0), g.GO(0)], [g.GI(0)])]
+
+
+CLIP_GRADIENT = OpSchema("ClipGradient", inputs=2, outputs=1, args=_CLIP_ARGS,
+                         allow_inplace={(1, 0)})
+CLIP_GRADIENT.shape(shaped_like(1, np.float32))
+
+
+@CLIP_GRADIENT.kernel
+@quiet
+def clip_gradient(ctx, args, y, dy):
+    expect_f32_pair("ClipGradient", y, dy)
+    low, high = _clip_bounds(args)
+    inside = (y > low) & (y < high)  # strict: values sitting on a bound get 0
+    return ctx.xp.where(inside, dy, np.float32(0)).astype(np.float32)

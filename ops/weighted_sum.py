@@ -1,0 +1,208 @@
+"""WeightedSum with WeightedSumGradient, and ScatterWeightedSum (in place on rows of
+X_0). Imports numpy, the registry and ops._common only.
+"""
+
+import numpy as np
+
+from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
+
+from ._common import (F32, FLOATS, INDEX_TYPES, cpp_float, cpp_name, dims_text,
+                      expect_dtype, expect_dtypes, numel, occurrence_rounds, quiet)
+
+
+def _one_element(op, w, k, pair):
+    """Weight w_pair (input k) is a single float."""
+    n = numel(w.shape)
+    enforce(n == 1,
+            "weight%d.numel() == 1. %d vs 1. %s input %d (weight w_%d) must hold exactly "
+            "1 element, found %d (shape %s). Fix: feed a 1-element float32 tensor." % (
+                pair, n, op, k, pair, n, dims_text(w.shape)), input_index=k)
+
+
+# --- WeightedSum ----------------------------------------------------------------------
+
+WEIGHTED_SUM = OpSchema(
+    "WeightedSum", inputs=(2, INF), outputs=1, input_check=lambda n: n % 2 == 0,
+    allow_inplace={(0, 0)},
+    doc="Y = sum_i w_i * X_i over inputs X_0, w_0, X_1, w_1, ... (float32; 1-element "
+        "float32 weights); in place only on X_0.")
+
+
+def _weighted_sum_checks(xs):
+    op = "WeightedSum"
+    expect_dtype(op, xs[0], F32, 0)
+    expect_dtype(op, xs[1], F32, 1)
+    _one_element(op, xs[1], 1, 0)
+    if numel(xs[0].shape) == 0:
+        return False  # Caffe2 returns the empty output before looking further
+    size = numel(xs[0].shape)
+    for k in range(2, len(xs), 2):
+        x, w = xs[k], xs[k + 1]
+        expect_dtype(op, x, F32, k)
+        enforce(numel(x.shape) == size,
+                "X%d.numel() == size. %d vs %d. WeightedSum input #%d has %d elements, "
+                "expected %d (those of X_0 %s). Fix: feed X_i with X_0's element count."
+                % (k // 2, numel(x.shape), size, k, numel(x.shape), size,
+                   dims_text(xs[0].shape)), input_index=k)
+        expect_dtype(op, w, F32, k + 1)
+        _one_element(op, w, k + 1, k // 2)
+    return True
+
+
+@WEIGHTED_SUM.shape
+def _(args, *xs):
+    _weighted_sum_checks(xs)
+    return [TensorInfo(xs[0].shape, np.float32)]
+
+
+@WEIGHTED_SUM.kernel
+@quiet
+def weighted_sum(ctx, args, *xs):
+    for k in range(2, len(xs), 2):
+        enforce(not ctx.inplace(k, 0),
+                "Input #%d is the same as output. If you want to do in-place updates, put "
+                "the output as input #0." % k, input_index=k)
+    if not _weighted_sum_checks(xs):
+        return ctx.xp.empty(xs[0].shape, np.float32)
+    out = xs[0] * xs[1].reshape(())
+    for k in range(2, len(xs), 2):
+        out = out + xs[k + 1].reshape(()) * xs[k].reshape(out.shape)
+    return out
+
+
+@WEIGHTED_SUM.gradient
+def _(g):
+    n = len(g.def_.input)
+    ins = [g.GO(0)] + list(g.def_.input)
+    outs = [g.GI(i) for i in range(0, n, 2)]
+    if g.arg("grad_on_w", 0):
+        outs += [g.GI(i + 1) for i in range(0, n, 2)]
+    return [g.op("WeightedSumGradient", ins, outs)]
+
+
+WEIGHTED_SUM_GRADIENT = OpSchema(
+    "WeightedSumGradient", inputs=(3, INF), outputs=(1, INF),
+    input_check=lambda n: n % 2 == 1, args=[Arg("grad_on_w", "bool", False)])
+
+
+def _wsg_count(args, n_in):
+    return n_in - 1 if args.grad_on_w else n_in // 2
+
+
+@WEIGHTED_SUM_GRADIENT.shape
+def _(args, dy, *xs):
+    pairs = len(xs) // 2
+    infos = [TensorInfo(dy.shape, np.float32)] * pairs
+    if args.grad_on_w:
+        infos += [TensorInfo((1,), np.float32)] * pairs
+    return infos
+
+
+@WEIGHTED_SUM_GRADIENT.kernel
+@quiet
+def weighted_sum_gradient(ctx, args, dy, *xs):
+    op = "WeightedSumGradient"
+    want = _wsg_count(args, len(xs) + 1)
+    enforce(ctx.num_outputs == want,
+            "OutputSize() == output_size. %d vs %d. %s with grad_on_w=%d and %d inputs "
+            "needs %d outputs. Fix: list one X_i gradient per pair%s." % (
+                ctx.num_outputs, want, op, int(args.grad_on_w), len(xs) + 1, want,
+                " plus one w_i gradient per pair" if args.grad_on_w else ""))
+    expect_dtype(op, dy, F32, 0)
+    size = numel(dy.shape)
+    for k in range(0, len(xs), 2):
+        expect_dtype(op, xs[k + 1], F32, k + 2)
+        _one_element(op, xs[k + 1], k + 2, k // 2)
+        if args.grad_on_w:
+            expect_dtype(op, xs[k], F32, k + 1)
+            enforce(numel(xs[k].shape) == size,
+                    "cur_X.numel() == size. %d vs %d. %s: X at input %d must have dY's "
+                    "element count. Fix: pass the forward inputs unchanged." % (
+                        numel(xs[k].shape), size, op, k + 1), input_index=k + 1)
+    xp = ctx.xp
+    dxs = [dy * xs[k + 1].reshape(()) for k in range(0, len(xs), 2)]
+    dws = []
+    if args.grad_on_w:
+        flat = dy.reshape(-1)
+        dws = [xp.dot(flat, xs[k].reshape(-1)).astype(np.float32).reshape(1)
+               for k in range(0, len(xs), 2)]
+    return tuple(dxs + dws)
+
+
+# --- ScatterWeightedSum ---------------------------------------------------------------
+
+SCATTER_WEIGHTED_SUM = OpSchema(
+    "ScatterWeightedSum", inputs=(5, INF), outputs=1,
+    input_check=lambda n: (n - 3) % 2 == 0,
+    enforce_inplace={(0, 0)}, should_not_do_gradient=True,
+    doc="X_0[idx] = w_0 * X_0[idx] + sum_k w_k * X_k[i] for inputs X_0, w_0, INDICES, "
+        "X_1, w_1, ...; duplicates are scaled and accumulated once per occurrence.")
+
+
+def _scatter_checks(xs):
+    op = "ScatterWeightedSum"
+    x0, w0, idx = xs[0], xs[1], xs[2]
+    enforce(x0.dtype in FLOATS,
+            "Unsupported type of tensor X_0: %s. Expected float32/float64, found %s. Fix: "
+            "cast X_0." % (cpp_name(x0.dtype), x0.dtype.name), input_index=0)
+    expect_dtypes(op, idx, INDEX_TYPES, 2)
+    if numel(x0.shape) == 0:
+        return None
+    enforce(len(x0.shape) > 0, "X0.dim() > 0. X0 has to be at least the vector. Found a "
+                               "0-d X_0. Fix: reshape X_0 to (N, ...).", input_index=0)
+    _one_element(op, w0, 1, 0)
+    expect_dtype(op, w0, F32, 1)
+    n = int(x0.shape[0])
+    block = numel(x0.shape) // n
+    k = numel(idx.shape)
+    for j in range(3, len(xs), 2):
+        x, w = xs[j], xs[j + 1]
+        enforce(numel(x.shape) == block * k,
+                "X.numel() == block_size * K. %d vs %d. %s input %d must hold one row of "
+                "%d values per index (%d indices). Fix: feed a (%d, ...) update." % (
+                    numel(x.shape), block * k, op, j, block, k, k), input_index=j)
+        _one_element(op, w, j + 1, (j - 1) // 2)
+        expect_dtype(op, x, x0.dtype, j)
+        expect_dtype(op, w, F32, j + 1)
+    return n, block
+
+
+@SCATTER_WEIGHTED_SUM.shape
+def _(args, *xs):
+    _scatter_checks(xs)
+    return [TensorInfo(xs[0].shape, xs[0].dtype)]
+
+
+@SCATTER_WEIGHTED_SUM.kernel
+@quiet
+def scatter_weighted_sum(ctx, args, *xs):
+    sizes = _scatter_checks(xs)
+    x0 = xs[0]
+    if sizes is None:
+        return x0
+    n, block = sizes
+    host = np.asarray(ctx.backend.to_host(xs[2])).reshape(-1).astype(np.int64)
+    bad = np.nonzero((host < 0) | (host >= n))[0]
+    if bad.size:
+        enforce(False, "Index out of bounds: %d, range 0 to %d. ScatterWeightedSum: "
+                       "INDICES[%d] must address a row of X_0 (shape %s); nothing was "
+                       "updated. Fix: keep indices in [0, %d)." % (
+                           host[bad[0]], n, bad[0], dims_text(x0.shape), n), input_index=2)
+    xp = ctx.xp
+    data = x0.reshape(n, block)
+    if isinstance(data, np.ndarray) and not data.flags.writeable:
+        data = data.copy()
+    # Rounds follow Caffe2's sequential order, each touching distinct rows.
+    rounds = occurrence_rounds(np, host)
+    w0 = np.float32(np.asarray(ctx.backend.to_host(xs[1])).reshape(()))
+    if w0 != np.float32(1.0):
+        for sel in rounds:
+            rows = xp.asarray(host[sel])
+            data[rows] *= cpp_float(data, w0)
+    for j in range(3, len(xs), 2):
+        x = xs[j].reshape(-1, block)
+        w = cpp_float(data, np.asarray(ctx.backend.to_host(xs[j + 1])).reshape(()))
+        for sel in rounds:
+            rows = xp.asarray(host[sel])
+            data[rows] += w * x[xp.asarray(sel)]
+    return data.reshape(x0.shape)

@@ -1,0 +1,53 @@
+"""A 2-rank net whose op 'FaultOnRank' fails on one rank mid-run.
+
+    mpiexec -n 2 python -m graphnet run fault.py MODE RANK ITER
+MODE: raise (a Python exception in the op), exit (os._exit(3) in the op),
+kill (SIGKILL to itself in the op), hang (sleeps 120 s in the op: the other rank
+gives up after GRAPHNET_DIST_TIMEOUT). The other rank waits in the all-reduce.
+"""
+
+import os
+import signal
+import sys
+
+import numpy as np
+
+from caffe2.python import core, workspace
+from graphnet.registry import OpSchema, lookup
+
+mode, bad_rank, bad_iter = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+if lookup("FaultOnRank") is None:
+    FAULT = OpSchema("FaultOnRank", inputs=1, outputs=1, allow_inplace={(0, 0)},
+                     doc="test op: fails on one rank at one iteration")
+
+    @FAULT.kernel
+    def fault_on_rank(ctx, args, x):
+        from graphnet import distributed
+        state = fault_on_rank.__dict__
+        state["runs"] = state.get("runs", 0) + 1
+        if distributed.rank() == bad_rank and state["runs"] == bad_iter:
+            if mode == "raise":
+                raise ValueError("injected failure on rank %d" % bad_rank)
+            if mode == "exit":
+                os._exit(3)
+            if mode == "hang":
+                import time
+                time.sleep(120)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x * 1.0
+
+workspace.SetVirtualGpuCount(2)
+net = core.Net("fault")
+for d in range(2):
+    with core.DeviceScope(core.DeviceOption(workspace.GpuDeviceType, d)):
+        net.FaultOnRank("x%d" % d, "y%d" % d)
+with core.DeviceScope(core.DeviceOption(workspace.GpuDeviceType, 0)):
+    net.NCCLAllreduce(["y0", "y1"], ["y0", "y1"])
+for d in range(2):
+    workspace.FeedBlob("x%d" % d, np.ones(3, np.float32),
+                       core.DeviceOption(workspace.GpuDeviceType, d))
+workspace.CreateNet(net)
+for it in range(5):
+    workspace.RunNet("fault")
+print("finished", workspace.FetchBlob("y0"))
