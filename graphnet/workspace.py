@@ -207,6 +207,8 @@ class Workspace(object):
         for name in input_blobs or ():
             self.CreateBlob(name)
         netdef = _to_netdef(net)
+        if not netdef.name:  # only nets kept by name need one (RunNetOnce does not)
+            raise GraphnetError("Net definition should have a name.")
         if netdef.name in self._nets and not overwrite:
             raise RuntimeError(
                 'I respectfully refuse to overwrite an existing net of the same name '

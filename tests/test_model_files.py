@@ -33,12 +33,9 @@ def _arrays(name, key):
 
 
 def _init_net(name):
-    """Caffe2's exporter leaves the init net nameless and Caffe2's RunNetOnce
-    accepted that; graphnet's RunNetOnce still insists on a name (see
-    test_nameless_init_net_runs_once), so the tests run a named copy."""
+    """Caffe2's exporter leaves the init net nameless (RunNetOnce accepts that)."""
     init_net = caffe2_pb2.NetDef.FromString(_read(name, "init_net"))
     assert init_net.name == ""
-    init_net.name = name + "_init"
     return init_net
 
 
@@ -46,10 +43,8 @@ def test_models_present():
     assert NAMES == ["mlp", "ranker"]
 
 
-@pytest.mark.xfail(strict=True, reason="graphnet's RunNetOnce rejects nameless NetDefs; "
-                   "Caffe2 checked the name in CreateNet only (workspace.cc:241). "
-                   "Needs the check moved to Workspace.CreateNet (graphnet/workspace.py)")
 def test_nameless_init_net_runs_once():
+    """Caffe2's exporter leaves the init net nameless; RunNetOnce accepts it."""
     assert workspace.RunNetOnce(caffe2_pb2.NetDef.FromString(_read("mlp", "init_net")))
 
 

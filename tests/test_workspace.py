@@ -186,8 +186,15 @@ def test_unknown_op_and_net_type():
 
 
 def test_net_without_name():
+    # Caffe2 checked the name when a net is created and kept (workspace.cc), not in
+    # RunNetOnce: its own exporter writes nameless init nets.
     with pytest.raises(GraphnetError, match="Net definition should have a name."):
-        workspace.RunNetOnce(caffe2_pb2.NetDef())
+        workspace.CreateNet(caffe2_pb2.NetDef())
+    nameless = caffe2_pb2.NetDef()
+    nameless.op.add().CopyFrom(core.CreateOperator("ConstantFill", [], ["c"], shape=[2],
+                                                   value=3.0))
+    assert workspace.RunNetOnce(nameless)
+    np.testing.assert_array_equal(workspace.FetchBlob("c"), [3.0, 3.0])
 
 
 def test_run_operator_once_and_allow_fail():

@@ -110,8 +110,6 @@ def compile_net(netdef, blobs):
     Creates empty blobs for op outputs (as Caffe2 did) only when the whole net
     compiled, so a rejected net leaves the workspace untouched.
     """
-    if not netdef.name:
-        raise GraphnetError("Net definition should have a name.")
     net_type = resolve_net_type(netdef.type)
     net_option = netdef.device_option if netdef.HasField("device_option") else None
     external = set(netdef.external_input)
