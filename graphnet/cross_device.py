@@ -75,28 +75,25 @@ def _requires_device_option(op):
 
 
 # Where Caffe2's schemas declared a placement different from where the kernels
-# actually put the data (graphnet's `devices` rules describe the latter, which the
-# executor needs): Iter's counter and Reshape's old_shape live on the CPU but Caffe2
-# declared no device rule for them, and NCCL's rule numbered GPUs by input index.
-# These belong beside the schemas in ops/fill.py, ops/shape_ops.py and ops/nccl.py.
-_CAFFE2_DEVICE_RULES = {
-    "Iter": _caffe2_default, "Reshape": _caffe2_default,
-    "NCCLAllreduce": _gpu_per_input, "NCCLBroadcast": _gpu_per_input,
-    "NCCLReduce": _gpu_per_input,
-    "CopyGPUToCPU": _requires_device_option, "CopyCPUToGPU": _requires_device_option,
+# put the data (the ops' `devices` rules describe the latter, which the executor
+# needs), the op schema names Caffe2's rule in `declared_devices`.
+_DECLARED_RULES = {
+    "op_device": _caffe2_default,
+    "gpu_per_input": _gpu_per_input,
+    "requires_device_option": _requires_device_option,
 }
 
 
 def InferOpBlobDevices(op):
     """([DeviceOption per input], [DeviceOption per output]) where the op reads and
     writes its blobs, as Caffe2's schema device inference answered."""
-    rule = _CAFFE2_DEVICE_RULES.get(op.type)
-    result = rule(op) if rule is not None else None
-    if result is not None:
-        return result
     schema = registry.lookup(op.type)
     if schema is None:
         return _caffe2_default(op)
+    if schema.declared_devices is not None:
+        result = _DECLARED_RULES[schema.declared_devices](op)
+        if result is not None:
+            return result
     return _from_devices_rule(schema, op)
 
 

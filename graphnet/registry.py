@@ -162,13 +162,19 @@ class OpSchema(object):
         (expected input devices, None meaning "any"; output devices).
     device_kinds: where an implementation exists ("cpu", "gpu"); CopyGPUToCPU is
         GPU-only as in Caffe2.
+    same_number_of_outputs: Caffe2's SameNumberOfOutput (checked before in-place).
+    empty_inputs_ok: the kernel accepts inputs that hold nothing (Free).
+    declared_devices: Caffe2's declared placement where it differs from `devices`
+        (InjectCrossDeviceCopies reads it): "op_device" (every blob on the op's
+        device), "gpu_per_input" (blob i on GPU i: NCCL), "requires_device_option".
     """
 
     def __init__(self, type, inputs=1, outputs=1, args=(), allow_inplace=(),
                  enforce_inplace=(), input_check=None, output_check=None,
                  cpu_inputs=(), cpu_outputs=(), devices=None, device_kinds=("cpu", "gpu"),
                  no_gradient=False, should_not_do_gradient=False, arg_check=None,
-                 doc="", register_now=True):
+                 same_number_of_outputs=False, empty_inputs_ok=False,
+                 declared_devices=None, doc="", register_now=True):
         self.type = type
         self.min_inputs, self.max_inputs = _count_range(inputs)
         self.min_outputs, self.max_outputs = _count_range(outputs)
@@ -182,6 +188,9 @@ class OpSchema(object):
         self.devices = devices or default_devices
         self.arg_check = arg_check
         self.device_kinds = frozenset(device_kinds)
+        self.same_number_of_outputs = same_number_of_outputs
+        self.empty_inputs_ok = empty_inputs_ok
+        self.declared_devices = declared_devices
         self.doc = doc
         self.shape_fn = None
         self.kernels = {}
@@ -258,6 +267,9 @@ class OpSchema(object):
             if pred is not None and not pred(n):
                 return "%s size %d not in allowed %s sizes of op %s." % (
                     what, n, what.lower(), self.type)
+        if self.same_number_of_outputs and n_in != n_out:
+            return ("Output size %d not matching expected output size, which is %d. Fix: "
+                    "give %s one output per input." % (n_out, n_in, self.type))
         for i, name_in in enumerate(op.input):
             for o, name_out in enumerate(op.output):
                 if name_in == name_out and not (self.allows_inplace(i, o)

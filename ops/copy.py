@@ -41,12 +41,14 @@ COPY.kernel(_copy)
 
 COPY_CPU_TO_GPU = OpSchema(
     "CopyCPUToGPU", inputs=1, outputs=1, cpu_inputs={0}, device_kinds=("gpu",),
+    declared_devices="requires_device_option",
     doc="Copy a CPU tensor to the op's GPU (GPU-only op).")
 COPY_CPU_TO_GPU.shape(_identical)
 COPY_CPU_TO_GPU.kernel(_copy)
 
 COPY_GPU_TO_CPU = OpSchema(
     "CopyGPUToCPU", inputs=1, outputs=1, cpu_outputs={0}, device_kinds=("gpu",),
+    declared_devices="requires_device_option",
     doc="Copy a tensor on the op's GPU to the CPU (GPU-only op).")
 COPY_GPU_TO_CPU.shape(_identical)
 

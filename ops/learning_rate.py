@@ -16,6 +16,7 @@ log = logging.getLogger("graphnet")
 # --- Iter ---------------------------------------------------------------------------
 
 ITER = OpSchema("Iter", inputs=(0, 1), outputs=1, enforce_inplace={(0, 0)},
+                declared_devices="op_device",
                 cpu_inputs={0}, cpu_outputs={0}, no_gradient=True,
                 doc="Increment the int64 iteration counter (always on the CPU) by one.")
 

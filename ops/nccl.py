@@ -58,6 +58,7 @@ def _identical_shapes(args, *infos):
 
 ALLREDUCE = OpSchema(
     "NCCLAllreduce", inputs=(1, INF), outputs=(1, INF), args=[Arg("root", "int", 0)],
+    declared_devices="gpu_per_input",
     output_check=lambda n: True, allow_inplace=lambda i, o: i == o,
     devices=_per_input_devices, device_kinds=("gpu",), should_not_do_gradient=True,
     doc="Sum the inputs (one per GPU) elementwise; output i, on input i's GPU, gets the "
@@ -85,6 +86,7 @@ def nccl_allreduce(ctx, args, *inputs):
 
 BROADCAST = OpSchema(
     "NCCLBroadcast", inputs=(1, INF), outputs=(1, INF), args=[Arg("root", "int", 0)],
+    declared_devices="gpu_per_input",
     enforce_inplace=lambda i, o: i == o, devices=_per_input_devices,
     device_kinds=("gpu",), should_not_do_gradient=True,
     doc="Copy the root's tensor into every input (in place, one per GPU).")
@@ -106,6 +108,7 @@ def nccl_broadcast(ctx, args, *inputs):
 
 REDUCE = OpSchema(
     "NCCLReduce", inputs=(1, INF), outputs=1, args=[Arg("root", "int", 0)],
+    declared_devices="gpu_per_input",
     allow_inplace=lambda i, o: o == 0, devices=_reduce_devices, device_kinds=("gpu",),
     should_not_do_gradient=True,
     doc="Sum the inputs (one per GPU) into one output on the op's device.")

@@ -93,6 +93,7 @@ def _reshape_devices(schema, op_device, n_in, n_out, input_devices):
 
 RESHAPE = OpSchema(
     "Reshape", inputs=(1, 2), outputs=2, args=[Arg("shape", "ints", [])],
+    declared_devices="op_device",
     allow_inplace={(0, 0)}, devices=_reshape_devices,
     doc="Reshape X to `shape` (or input 1): 0 copies a dim, one -1 is inferred. "
         "Output 1 (old_shape, CPU) holds X's shape for the gradient.")

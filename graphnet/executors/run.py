@@ -25,7 +25,7 @@ def _read_inputs(plan, step):
     values = []
     for i, blob in enumerate(step.in_blobs):
         value = blob.value
-        if value is None:
+        if value is None and not step.schema.empty_inputs_ok:
             raise _UninitializedInput(
                 "wrong type for the Blob instance. Blob contains nullptr (uninitialized) "
                 "while caller expects caffe2::Tensor. Offending Blob name: %s. Fix: feed "
