@@ -1,12 +1,17 @@
 """Plain-text formatting the commands share: counts, byte sizes, shapes and
 aligned tables. Imports nothing from graphnet."""
 
-__all__ = ["count", "size", "shape_text", "table"]
+__all__ = ["count", "plural", "size", "shape_text", "table"]
 
 
 def count(n):
     """1234 -> '1,234'; None -> '?'."""
     return "?" if n is None else "{:,}".format(n)
+
+
+def plural(n, word):
+    """(1, 'op') -> '1 op'; (2, 'op') -> '2 ops'."""
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
 
 
 def size(n):

@@ -15,6 +15,7 @@ Imports graphnet.analysis and graphnet.cli's loading helpers.
 
 from graphnet import analysis
 from graphnet.cli import EXIT_FAILED, EXIT_OK, loading
+from graphnet.cli._format import plural
 
 __all__ = ["add_arguments", "run", "format_finding"]
 
@@ -54,10 +55,9 @@ def run(args):
         print(format_finding(finding))
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
-    what = "%s: %d ops" % (net.describe(), len(net.netdef.op))
+    what = "%s: %s" % (net.describe(), plural(len(net.netdef.op), "op"))
     if not findings:
         print("%s, no problems found" % what)
     else:
-        print("%s, %d error%s, %d warning%s" % (what, errors, "" if errors == 1 else "s",
-                                                warnings, "" if warnings == 1 else "s"))
+        print("%s, %s, %s" % (what, plural(errors, "error"), plural(warnings, "warning")))
     return EXIT_FAILED if errors else EXIT_OK

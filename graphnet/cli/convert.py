@@ -10,6 +10,7 @@ types are not checked: any NetDef converts. Imports graphnet.cli's loading helpe
 """
 
 from graphnet.cli import CliError, EXIT_OK, loading
+from graphnet.cli._format import plural
 
 __all__ = ["add_arguments", "run"]
 
@@ -29,6 +30,6 @@ def run(args):
                        ".pb or .pbtxt, or give --to text|binary" % args.output)
     net = loading.read_netdef(args.file)
     written = loading.write_netdef(net.netdef, args.output, fmt)
-    print("%s -> %s (%s, {:,} bytes): net '%s', %d ops".format(written) % (
-        net.path, args.output, fmt, net.netdef.name, len(net.netdef.op)))
+    print("%s -> %s (%s, {:,} bytes): net '%s', %s".format(written) % (
+        net.path, args.output, fmt, net.netdef.name, plural(len(net.netdef.op), "op")))
     return EXIT_OK

@@ -19,6 +19,7 @@ import shutil
 
 from graphnet.analysis import net_graph
 from graphnet.cli import EXIT_FAILED, EXIT_OK, CliError, loading, one_line
+from graphnet.cli._format import plural
 from graphnet.devices import device_name
 from graphnet.net_drawer import BLOB_STYLE, OP_STYLE
 
@@ -132,8 +133,8 @@ def pydot_graph(netdef, blob_devices=None, minimal=False, rankdir="TB"):
         graph.add_edge(pydot.Edge(ids[src], ids[dst], **style))
     _order_clusters(pydot, graph, clusters, flow, shown, ids)
     names = ", ".join(device_name(d) for d in sorted(clusters))
-    graph.set_label("net '%s': %d ops on %s; red edges cross devices (%d)" % (
-        netdef.name, len(ops), names or "no device", crossing))
+    graph.set_label("net '%s': %s on %s; red edges cross devices (%d)" % (
+        netdef.name, plural(len(ops), "op"), names or "no device", crossing))
     graph.set_labelloc("t")
     graph.set_fontsize("22")
     return graph, sorted(clusters), crossing
@@ -197,8 +198,8 @@ def run(args):
             f.write(data)
     except OSError as exc:
         raise CliError("%s: cannot write: %s" % (args.output, exc.strerror or exc))
-    print("wrote %s: %s, %d ops, clusters %s, %d cross-device edge%s%s" % (
-        args.output, net.describe(), len(net.netdef.op),
-        ", ".join(device_name(d) for d in drawn) or "none", crossing,
-        "" if crossing == 1 else "s", " (minimal)" if args.minimal else ""))
+    print("wrote %s: %s, %s, clusters %s, %s%s" % (
+        args.output, net.describe(), plural(len(net.netdef.op), "op"),
+        ", ".join(device_name(d) for d in drawn) or "none",
+        plural(crossing, "cross-device edge"), " (minimal)" if args.minimal else ""))
     return EXIT_OK

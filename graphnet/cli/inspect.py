@@ -5,9 +5,10 @@ critical path.
   graphnet inspect predict_net.pb [--init init_net.pb] [--shape NAME=D0,D1 ...]
   graphnet inspect MODEL_DIR [--inputs batch.npz] [--blobs]
 
-Params are the external inputs the init net creates (without an init net, every
-external input). Sizes come from the init net's fill ops, --inputs arrays and
---shape options; the rest are inferred with the ops' shape rules.
+Params are the external inputs the init net fills (without an init net, every
+external input); a [1, 1] placeholder that Caffe2's mobile_exporter writes for an
+input does not make it a param. Sizes come from the init net's fill ops, --inputs
+arrays and --shape options; the rest are inferred with the ops' shape rules.
 Imports the analysis package and graphnet.cli's loading and formatting helpers.
 """
 
@@ -19,7 +20,7 @@ from graphnet import analysis
 from graphnet.analysis._placement import place
 from graphnet.analysis._shapes import known_infos, nbytes, numel, trace
 from graphnet.cli import EXIT_OK, loading
-from graphnet.cli._format import count, shape_text, size, table
+from graphnet.cli._format import count, plural, shape_text, size, table
 from graphnet.devices import device_name
 
 __all__ = ["add_arguments", "run", "report"]
@@ -65,9 +66,10 @@ def report(net, init, known, list_params=False):
     traced = trace(netdef, known_infos(shapes))
     op_devices = [where.device for where in placement.ops]
     all_devices = sorted(set(op_devices) | set(placement.initial.values()))
-    lines = ["%s: %d ops on %s" % (net.describe(), len(netdef.op), _devices(all_devices))]
+    lines = ["%s: %s on %s" % (net.describe(), plural(len(netdef.op), "op"),
+                                _devices(all_devices))]
     if init is not None:
-        lines.append("init %s: %d ops" % (init.describe(), len(init.netdef.op)))
+        lines.append("init %s: %s" % (init.describe(), plural(len(init.netdef.op), "op")))
     lines += _ops_table(netdef, op_devices, all_devices)
     lines += _blobs(netdef, init, known, placement, traced, list_params)
     lines += _communication(netdef, shapes, devices)
@@ -76,10 +78,14 @@ def report(net, init, known, list_params=False):
     return lines
 
 
+def _name(net_file):
+    name = net_file.netdef.name
+    return "init net '%s'" % name if name else "init net <unnamed>"
+
+
 def _devices(devices):
     names = [device_name(d) for d in devices]
-    return "%d device%s (%s)" % (len(names), "" if len(names) == 1 else "s",
-                                 ", ".join(names))
+    return "%s (%s)" % (plural(len(names), "device"), ", ".join(names))
 
 
 def _ops_table(netdef, op_devices, all_devices):
@@ -106,7 +112,10 @@ def _blob_row(name, info, device):
 def _blobs(netdef, init, known, placement, traced, list_params):
     """The params, inputs and outputs sections."""
     inputs = list(dict.fromkeys(netdef.external_input))
-    created = set(loading.init_blobs(init.netdef)) if init is not None else None
+    created, stand_ins = None, set()
+    if init is not None:
+        stand_ins = loading.placeholders(init.netdef)
+        created = set(loading.init_blobs(init.netdef)) - stand_ins
     given = known_infos({n: (b.shape, b.dtype) for n, b in known.items()
                          if b.shape is not None})
     first = {}  # each blob's info where it is first read
@@ -119,15 +128,17 @@ def _blobs(netdef, init, known, placement, traced, list_params):
                         placement.initial, list_params)
     else:
         lines = _params([n for n in inputs if n in created],
-                        "the external inputs init net '%s' creates" % init.netdef.name,
+                        "the external inputs %s fills" % _name(init),
                         info, placement.initial, list_params)
         data = [n for n in inputs if n not in created]
-        lines += ["", "inputs: %d external inputs the init net does not create%s" % (
-            len(data), ":" if data else "")]
+        held = len(stand_ins & set(data))
+        lines += ["", "inputs: %s the init net does not fill%s%s" % (
+            plural(len(data), "external input"),
+            " (%d with a [1, 1] placeholder)" % held if held else "", ":" if data else "")]
         if data:
             lines += table(BLOB_HEADER, [_blob_row(n, info[n], placement.initial.get(n))
                                          for n in data])
-        extra = sorted(created - set(inputs))
+        extra = sorted(created - set(inputs) - stand_ins)
         if extra:
             lines.append("  (the init net also creates %d blobs the net does not list as "
                          "external inputs: %s%s)" % (len(extra), ", ".join(extra[:5]),
@@ -167,7 +178,8 @@ def _outputs(netdef, placement, traced):
         infos.update(zip(op.output, shapes.outputs))
         devices.update(zip(op.output, where.outputs))
     outputs = list(dict.fromkeys(netdef.external_output))
-    lines = ["", "outputs: %d external outputs%s" % (len(outputs), ":" if outputs else "")]
+    lines = ["", "outputs: %s%s" % (plural(len(outputs), "external output"),
+                                    ":" if outputs else "")]
     if outputs:
         lines += table(BLOB_HEADER, [_blob_row(n, infos.get(n), devices.get(n))
                                      for n in outputs])
@@ -181,8 +193,8 @@ def _communication(netdef, shapes, devices):
     kinds = Counter(t.kind for t in comm.transfers)
     total = "? B" if len(comm.unknown) == len(comm.transfers) else \
         ("at least " if comm.unknown else "") + size(comm.total)
-    lines = ["", "communication per run: %s in %d transfers (%s)%s" % (
-        total, len(comm.transfers),
+    lines = ["", "communication per run: %s in %s (%s)%s" % (
+        total, plural(len(comm.transfers), "transfer"),
         ", ".join("%s: %d" % kv for kv in sorted(kinds.items())),
         "; sizes unknown for %d (give --inputs or --shape)" % len(comm.unknown)
         if comm.unknown else "")]

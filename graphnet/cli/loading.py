@@ -19,7 +19,7 @@ from graphnet.cli import CliError
 from graphnet.proto import caffe2_pb2
 
 __all__ = ["NetFile", "BlobInfo", "read_netdef", "write_netdef", "format_for_path",
-           "model_files", "require_known_ops", "init_blobs", "parse_shapes",
+           "model_files", "require_known_ops", "init_blobs", "placeholders", "parse_shapes",
            "read_arrays", "known_blobs", "TEXT_EXTENSIONS", "BINARY_EXTENSIONS"]
 
 TEXT_EXTENSIONS = (".pbtxt", ".prototxt", ".txt", ".pb.txt")
@@ -35,7 +35,8 @@ class NetFile(namedtuple("NetFile", ["netdef", "path", "format"])):
     __slots__ = ()
 
     def describe(self):
-        return "net '%s' (%s, %s)" % (self.netdef.name, self.path, self.format)
+        return "net %s (%s, %s)" % ("'%s'" % self.netdef.name if self.netdef.name
+                                    else "<unnamed>", self.path, self.format)
 
 
 class BlobInfo(namedtuple("BlobInfo", ["shape", "dtype", "device"])):
@@ -155,15 +156,34 @@ def require_known_ops(net_file):
                        more, net_file.path))
 
 
+def _is_placeholder(op):
+    args = {arg.name: arg for arg in op.arg}
+    return (op.type == "GivenTensorFill" and len(op.output) == 1 and not op.input and
+            "shape" in args and list(args["shape"].ints) == [1, 1] and
+            "values" in args and list(args["values"].floats) == [0.0])
+
+
+def placeholders(netdef):
+    """Blobs an init net fills only to make them exist: Caffe2's mobile_exporter
+    writes a GivenTensorFill of shape [1, 1] holding 0.0 for each input of the
+    predict net (its Predictor then feeds the real input). They are inputs, not
+    params, and their shape says nothing."""
+    return {op.output[0] for op in netdef.op if _is_placeholder(op)}
+
+
 def init_blobs(netdef):
     """name -> BlobInfo of every blob an init net writes: shapes from the fill ops'
-    `shape`/`values` (their shape rules), devices from the ops' device options."""
+    `shape`/`values` (their shape rules; none for placeholders), devices from the
+    ops' device options."""
     placement, traced = place(netdef), trace(netdef)
+    skip = placeholders(netdef)
     blobs = {}
     for op, shapes, where in zip(netdef.op, traced, placement.ops):
         for name, info, device in zip(op.output, shapes.outputs, where.outputs):
-            blobs[name] = BlobInfo(None if info is None else tuple(info.shape),
-                                   None if info is None else np.dtype(info.dtype), device)
+            if info is None or name in skip:
+                blobs[name] = BlobInfo(None, None, device)
+            else:
+                blobs[name] = BlobInfo(tuple(info.shape), np.dtype(info.dtype), device)
     return blobs
 
 

@@ -6,7 +6,7 @@
 
 PATH...: a model directory (init_net.pb, then predict_net.pb) or NetDef files:
 every file but the last runs once, first (init nets); the last runs --iters
-times. Every external input of the last net that no init net creates must be
+times. Every external input of the last net that no init net fills must be
 given (--input NAME=FILE.npy, --inputs FILE.npz by blob name); each is fed on the
 device its first reader expects. Outputs: the --output names, else the external
 outputs, else the blobs no op reads. GPUs gpu_0.. are emulated with numpy, as
@@ -23,7 +23,7 @@ import numpy as np
 from graphnet import config
 from graphnet.analysis._placement import place
 from graphnet.cli import EXIT_FAILED, EXIT_OK, CliError, loading, one_line
-from graphnet.cli._format import shape_text
+from graphnet.cli._format import plural, shape_text
 from graphnet.devices import device_name
 from graphnet.errors import GraphnetError
 from graphnet.proto import caffe2_pb2
@@ -103,13 +103,14 @@ def run(args):
     netdef.CopyFrom(net.netdef)
     netdef.name = netdef.name or "net"  # CreateNet needs a name
     arrays = loading.read_arrays(args.input, args.inputs)
-    created = {name for f in inits for op in f.netdef.op for name in op.output}
+    created = {name for f in inits for op in f.netdef.op for name in op.output} - \
+        {name for f in inits for name in loading.placeholders(f.netdef)}
     missing = [n for n in dict.fromkeys(netdef.external_input)
                if n not in created and n not in arrays]
     if missing:
-        raise CliError("%s: no value for %d external input%s: %s; give --input "
+        raise CliError("%s: no value for %s: %s; give --input "
                        "NAME=FILE.npy or --inputs FILE.npz%s" % (
-                           net.path, len(missing), "" if len(missing) == 1 else "s",
+                           net.path, plural(len(missing), "external input"),
                            ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else ""),
                            "" if inits else ", or the init net (--init INIT)"))
     saved = config.virtual_gpu_count(), config.strict_devices()
@@ -124,8 +125,8 @@ def run(args):
     finally:
         config.set_virtual_gpu_count(saved[0])
         config.set_strict_devices(saved[1])
-    print("ran %s: %d ops, %d run%s, %.3g ms per run" % (
-        net.describe(), len(netdef.op), args.iters, "" if args.iters == 1 else "s",
+    print("ran %s: %s, %s, %.3g ms per run" % (
+        net.describe(), plural(len(netdef.op), "op"), plural(args.iters, "run"),
         elapsed * 1e3 / args.iters))
     results = {}
     for name in _outputs(netdef, args.output):
@@ -143,15 +144,14 @@ def run(args):
             np.savez(args.save, **results)
         except OSError as exc:
             raise CliError("%s: cannot write: %s" % (args.save, exc.strerror or exc))
-        print("saved %d output%s to %s" % (len(results), "" if len(results) == 1 else "s",
-                                          args.save))
+        print("saved %s to %s" % (plural(len(results), "output"), args.save))
     return EXIT_OK
 
 
 def _execute(inits, net, netdef, arrays, iters):
     """Run the init nets, feed, create and run the net; (workspace, seconds)."""
     ws = Workspace("graphnet run-net")
-    for init in inits:
+    for init in inits:  # unnamed ones too, as mobile_exporter writes them
         _run_checked(init, lambda: ws.RunNetOnce(init.netdef))
     devices = {name: ws.BlobDevice(name) for name in ws.Blobs()}
     where = place(netdef, devices).initial

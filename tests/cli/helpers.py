@@ -123,3 +123,13 @@ def dlrm_model(tmp_path, ndevices=4):
                for d in range(ndevices)}
     workspace.ResetWorkspace()
     return DLRM(directory, init, predict, inputs, outputs, cfg, feeds)
+
+
+def caffe2_model_dirs():
+    """tests/goldens/models/<name>/: init_net.pb + predict_net.pb exported by real
+    Caffe2's mobile_exporter, with inputs.npz and Caffe2's outputs.npz."""
+    root = os.path.join(ROOT, "tests", "goldens", "models")
+    if not os.path.isdir(root):
+        return []
+    return sorted(os.path.join(root, name) for name in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, name, "predict_net.pb")))

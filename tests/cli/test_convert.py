@@ -27,8 +27,9 @@ def test_caffe2_goldens_round_trip_byte_for_byte(capsys, tmp_path, path):
     netdef = _binary(path)
     result = run_cli(capsys, "convert", path, "-o", text)
     assert result.code == 0, result.err
-    assert result.out == "%s -> %s (text, {:,} bytes): net '%s', %d ops\n".format(
-        os.path.getsize(text)) % (path, text, netdef.name, len(netdef.op))
+    ops = "%d op%s" % (len(netdef.op), "" if len(netdef.op) == 1 else "s")
+    assert result.out == "%s -> %s (text, {:,} bytes): net '%s', %s\n".format(
+        os.path.getsize(text)) % (path, text, netdef.name, ops)
     assert text.read_text() == text_format.MessageToString(netdef)
     assert run_cli(capsys, "convert", text, "-o", back).code == 0
     with open(path, "rb") as f:

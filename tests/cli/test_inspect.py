@@ -1,13 +1,15 @@
 """graphnet inspect: the summary of real files (the 4-device DLRM model
 directory, nets written here, Caffe2-saved goldens) and one-line file errors."""
 
+import os
+
 import numpy as np
 import pytest
 
 from graphnet import analysis
 from graphnet.proto import caffe2_pb2
-from tests.cli.helpers import (dlrm_model, golden, mlp_net, one_line_error, rows,
-                               run_cli, run_subprocess, write_net)
+from tests.cli.helpers import (caffe2_model_dirs, dlrm_model, golden, mlp_net,
+                               one_line_error, rows, run_cli, run_subprocess, write_net)
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def test_dlrm_model_directory_with_inputs(capsys, dlrm):
               not n.endswith(("_i", "_l"))}
     values = sum(int(np.prod(s[0])) for s in params.values())
     nbytes = sum(int(np.prod(s[0])) * s[1].itemsize for s in params.values())
-    assert "params: %d, the external inputs init net 'dlrm_4gpu_init' creates; %d " \
+    assert "params: %d, the external inputs init net 'dlrm_4gpu_init' fills; %d " \
            "values, {:,} B".format(nbytes) % (len(params), values) in out
     inputs = {r[0]: r[1:] for r in rows("\n".join(_section(out, "inputs:")))[2:]}
     assert len(inputs) == 12
@@ -134,9 +136,9 @@ def test_caffe2_saved_training_net_with_its_init_net(capsys):
     out = result.out
     assert out.splitlines()[0].startswith("net 'DLRM_2' (%s, binary): %d ops on 5 "
                                           "devices" % (net, len(netdef.op)))
-    assert "params: %d, the external inputs init net 'DLRM_init_2' creates" % \
+    assert "params: %d, the external inputs init net 'DLRM_init_2' fills" % \
         len(params) in out
-    assert "inputs: %d external inputs the init net does not create:" % (
+    assert "inputs: %d external inputs the init net does not fill:" % (
         len(set(netdef.external_input)) - len(params)) in out
     by_type = {r[0]: r[1:] for r in rows("\n".join(_section(
         out, "ops by type and device")))[2:]}
@@ -210,3 +212,37 @@ def test_subprocess_python_m_graphnet_inspect(capsys, dlrm):
     result = run_subprocess("inspect", dlrm.dir, "--inputs", dlrm.inputs)
     assert result.code == 0, result.err
     assert result.out == in_process.out
+
+
+@pytest.mark.parametrize("model", caffe2_model_dirs() or [None],
+                         ids=lambda m: os.path.basename(m) if m else "none")
+def test_caffe2_exported_model_directory(capsys, model):
+    """mobile_exporter's [1, 1] placeholders make inputs, not params; check finds
+    no problem with the init net's blobs given."""
+    if model is None:
+        pytest.skip("no tests/goldens/models")
+    predict, init = (workspace_net(os.path.join(model, f)) for f in
+                     ("predict_net.pb", "init_net.pb"))
+    with np.load(os.path.join(model, "inputs.npz")) as archive:
+        inputs = list(archive.files)
+    result = run_cli(capsys, "inspect", model)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[1].startswith("init net <unnamed> (")
+    params = [n for n in predict.external_input if n not in inputs]
+    assert "params: %d, the external inputs init net <unnamed> fills;" % len(params) in \
+        result.out
+    section = _section(result.out, "inputs:")
+    assert section[0] == "inputs: %d external input%s the init net does not fill (%d " \
+        "with a [1, 1] placeholder):" % (len(inputs), "" if len(inputs) == 1 else "s",
+                                         len(inputs))
+    assert [r[0] for r in rows("\n".join(section[2:]))] == inputs
+    with_inputs = run_cli(capsys, "inspect", model, "--inputs",
+                          os.path.join(model, "inputs.npz"))
+    ops = len(predict.op)
+    assert "estimates per run (shapes known for %d of %d ops):" % (ops, ops) in \
+        with_inputs.out
+    check = run_cli(capsys, "check", os.path.join(model, "predict_net.pb"),
+                    "--blobs-from", os.path.join(model, "init_net.pb"))
+    assert check.code == 0
+    assert not [line for line in check.out.splitlines() if line.startswith("error")]
+    assert len(init.op) == len(params) + len(inputs)

@@ -2,11 +2,14 @@
 GPUs; outputs printed and saved; the 4-device DLRM forward model gives the
 example's own outputs."""
 
+import os
+
 import numpy as np
+import pytest
 
 from graphnet import config, core, workspace
-from tests.cli.helpers import (dlrm_model, mlp_init, mlp_net, one_line_error, rows,
-                               run_cli, run_subprocess, write_net)
+from tests.cli.helpers import (caffe2_model_dirs, dlrm_model, mlp_init, mlp_net,
+                               one_line_error, rows, run_cli, run_subprocess, write_net)
 
 
 def _values(array):
@@ -145,3 +148,28 @@ def test_subprocess_python_m_graphnet_run_net(capsys, tmp_path):
     assert result.out.splitlines()[1:] == [
         "gpu_%d/prob_click  float32 (2, 1) on gpu_%d: %s" % (
             d, d, _values(dlrm.outputs["gpu_%d/prob_click" % d])) for d in range(4)]
+
+
+@pytest.mark.parametrize("model", caffe2_model_dirs() or [None],
+                         ids=lambda m: os.path.basename(m) if m else "none")
+def test_caffe2_exported_model_directory(capsys, tmp_path, model):
+    """mobile_exporter's directories: an unnamed init net with a [1, 1] placeholder
+    per input; run-net still asks for the inputs and gives Caffe2's outputs."""
+    if model is None:
+        pytest.skip("no tests/goldens/models")
+    inputs, saved = os.path.join(model, "inputs.npz"), tmp_path / "out.npz"
+    result = run_cli(capsys, "run-net", model, "--inputs", inputs, "--save", saved)
+    assert result.code == 0, result.err
+    with np.load(os.path.join(model, "outputs.npz")) as want, np.load(saved) as got:
+        assert sorted(got.files) == sorted(want.files)
+        for name in want.files:
+            assert got[name].dtype == want[name].dtype
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+            assert "%s  %s %s on cpu: " % (name, want[name].dtype,
+                                           tuple(want[name].shape)) in result.out
+    with np.load(inputs) as archive:
+        names = list(archive.files)
+    missing = run_cli(capsys, "run-net", model)
+    assert missing.code == 2
+    assert "no value for %d external input" % len(names) in one_line_error(missing,
+                                                                           "run-net")
