@@ -5,8 +5,8 @@ They run in the process that calls them, as in Caffe2 (each rank runs its own
 copy; under `graphnet run` on several ranks they are `every_rank` ops, never
 placed on one rank). Counts and in-place rules are those of their engine twins
 in caffe2/operators/communicator_op.cc (Receive: 2 or 4 inputs, Y in place,
-3 outputs; Send: 2 or 4 inputs); none has a gradient. Input 0 is the common world that MPICreateCommonWorld made
-by duplicating the global communicator. Reduce, Allgather and Allreduce take
+3 outputs; Send: 2 or 4 inputs); none has a gradient. Input 0 is the common
+world that MPICreateCommonWorld made by duplicating the global communicator. Reduce, Allgather and Allreduce take
 float32 only (Caffe2 registered the float kernels only); Broadcast, Send and
 Receive move raw bytes of any dtype. Waits poll with graphnet's deadline and
 failure notices, so a lost peer gives an error, not a hang. mpi4py is imported
@@ -218,7 +218,8 @@ def mpi_send_tensor(ctx, args, world, x, *rest):
     if len(rest) == 2:
         dst = _int_blob("MPISendTensor", rest[0], 2, "dst")
         tag = _int_blob("MPISendTensor", rest[1], 3, "tag")
-    enforce(isinstance(x, np.ndarray), "MPISendTensor: X must be a tensor.", input_index=1)
+    enforce(isinstance(x, np.ndarray), "MPISendTensor: X must be a tensor.",
+            input_index=1)
     data = np.asarray(x, order="C").reshape(-1).view(np.uint8)
     comm.wait([world.comm.Isend([data, MPI.BYTE], dest=dst, tag=tag)],
               "%s to rank %d" % (_label(ctx), dst), [dst])
@@ -237,7 +238,8 @@ RECEIVE = _schema(
 
 @RECEIVE.shape
 def _receive_shape(args, world, x, *rest):
-    return [TensorInfo(x.shape, x.dtype), TensorInfo((), np.int32), TensorInfo((), np.int32)]
+    scalar = TensorInfo((), np.int32)
+    return [TensorInfo(x.shape, x.dtype), scalar, scalar]
 
 
 @RECEIVE.kernel

@@ -9,18 +9,26 @@ all-to-all per shuffle (lowering.py, butterfly.py). Mismatched nets are caught
 when created (netcheck.py); a failed or killed rank stops the job with an error
 naming it and its op (comm.py, launcher.py).
 
-Module map: placement (devices -> ranks), comm (mpi4py with deadlines), lowering
+Module map: placement (devices -> ranks), comm (mpi4py with deadlines),
+watchdog (heartbeats), lowering
 (the global schedule), butterfly (the all-to-all pass), steps (this rank's
 Steps), netcheck, runtime (workspace hooks), status, launcher, errors.
+
+Blobs are numpy arrays and travel over MPI. The NCCL path for CuPy blobs is not
+built; where it goes: Placement.local_device_index maps gpu_d to the rank's
+physical GPU, and steps.py calls its Comm only through send / recv /
+allreduce_sum / alltoallv, so a Comm over NCCL (cupy.cuda.nccl, its unique id
+broadcast over MPI; all-to-all as grouped send / receive) serves GPU arrays
+with the same schedule, deadlines staying on the MPI control channel.
 """
 
 from graphnet.distributed.errors import (DistributedError, NetMismatchError,
-                                         PeerTimeoutError, PlacementError,
-                                         RankFailedError)
+                                         PeerLostError, PeerTimeoutError,
+                                         PlacementError, RankFailedError)
 
 __all__ = ["start", "stop", "is_active", "rank", "world_size", "cluster", "stats",
            "reset_stats", "set_alltoall", "mpi_comm", "DistributedError", "RankFailedError",
-           "PeerTimeoutError", "NetMismatchError", "PlacementError"]
+           "PeerTimeoutError", "PeerLostError", "NetMismatchError", "PlacementError"]
 
 _state = {"cluster": None, "comm": None}
 

@@ -8,9 +8,10 @@ transfers are the pulls feeding those Copies. A *gather* group is a Concat on on
 rank whose inputs arrive by pushes from copy ops on distinct other devices.
 Consecutive groups of the same kind merge into one ExchangeEvent placed where
 the last of their transfers was; the ops that consume the moved data (the Copies,
-the Concat) move just after it. A merge happens only if every moved event
-commutes with every event it jumps over (no read/write conflict on any blob),
-so results are identical with the pass on or off. Imports lowering only.
+the Concat) and came before that point move just after it. A merge happens only
+if every moved event commutes with every event it jumps over (no read/write
+conflict on any blob), so results are identical with the pass on or off.
+Imports lowering only.
 """
 
 from graphnet.distributed.lowering import EVERY_RANK, ExchangeEvent
@@ -62,8 +63,8 @@ def _scatter_group(events, pos, readers):
     home = split.step.device
     devices, xfers, ops = {home}, [], []
     for name in split.step.out_names:
-        copy_pos = next((p for p in readers.get(name, ()) if p > pos and events[p].step.op_type
-                         == "Copy" and events[p].rank is not EVERY_RANK), None)
+        copy_pos = next((p for p in readers.get(name, ())
+                         if p > pos and _single_rank_op(events[p], "Copy")), None)
         if copy_pos is None:
             continue
         copy = events[copy_pos]
@@ -83,21 +84,25 @@ def _scatter_group(events, pos, readers):
 def _gather_group(events, pos):
     concat = events[pos]
     home_rank = concat.rank
-    devices, xfers = {concat.step.device}, []
+    devices, xfers = set(), []
     for name in concat.step.in_names:
-        push_pos = next((p for p in range(pos - 1, -1, -1)
-                         if name in events[p].writes()), None)
-        if push_pos is None:
+        writer_pos = next((p for p in range(pos - 1, -1, -1)
+                           if name in events[p].writes()), None)
+        if writer_pos is None:
             return None
-        push = events[push_pos]
-        if push.kind != "xfer" or not push.push:
-            continue  # a local input of the Concat
-        if push.dst != home_rank or push.step.op_type not in _COPY_TYPES:
+        writer = events[writer_pos]
+        if writer.kind == "xfer" and writer.push:
+            if writer.dst != home_rank or writer.step.op_type not in _COPY_TYPES:
+                return None
+            xfers.append(writer_pos)
+            device = writer.step.device
+        elif writer.kind == "op" and writer.step.op_type in _COPY_TYPES:
+            device = writer.step.device  # a copy from a device of the same rank
+        else:
+            device = concat.step.device  # the home device's own slice
+        if device in devices:
             return None
-        if push.step.device in devices:
-            return None
-        devices.add(push.step.device)
-        xfers.append(push_pos)
+        devices.add(device)
     if not xfers or len(devices) != len(concat.step.in_names):
         return None
     return _Group(_GATHER, xfers, [pos], concat.step.out_names[0])
@@ -109,20 +114,27 @@ def _commute(a, b):
 
 
 def _valid(events, groups):
-    """Can every moved event of `groups` go to the exchange point without conflict?"""
+    """Can the transfers of `groups` all wait for the last of them, and the ops that
+    consume them (those before that point) follow, without a conflict?"""
     point = max(p for g in groups for p in g.xfers)
-    moved = {p for g in groups for p in g.positions()}
+    moved = _moved(groups, point)
     for p in moved:
-        lo, hi = (p, point) if p < point else (point, p)
-        for q in range(lo + 1, hi + 1):
+        for q in range(p + 1, point + 1):
             if q not in moved and not _commute(events[p], events[q]):
                 return False
-    # the moved ops now follow every moved transfer, even those that came after them
-    for o in (p for g in groups for p in g.ops):
+    # the moved ops now follow every transfer of the batch, even those after them
+    for o in (p for g in groups for p in g.ops if p < point):
         for x in (p for g in groups for p in g.xfers):
             if x > o and not _commute(events[o], events[x]):
                 return False
     return True
+
+
+def _moved(groups, point):
+    """Positions that move to the exchange: all transfers, and the consuming ops that
+    came before the exchange point (later ones are already after it)."""
+    return {p for g in groups for p in g.xfers} | \
+        {p for g in groups for p in g.ops if p < point}
 
 
 def merge_butterflies(events):
@@ -146,11 +158,10 @@ def merge_butterflies(events):
 def _rewrite(events, batch):
     point = max(p for g in batch for p in g.xfers)
     xfers = sorted(p for g in batch for p in g.xfers)
-    ops = sorted(p for g in batch for p in g.ops)
-    moved = set(xfers) | set(ops)
+    ops = sorted(p for g in batch for p in g.ops if p < point)
+    moved = _moved(batch, point)
     label = "%s all-to-all of %d slices (tables %s)" % (
         batch[0].kind, len(xfers), ", ".join("'%s'" % g.table for g in batch))
     exchange = ExchangeEvent([events[p] for p in xfers], label)
     head = [e for p, e in enumerate(events[:point + 1]) if p not in moved]
-    tail = [e for p, e in enumerate(events) if p > point and p not in moved]
-    return head + [exchange] + [events[p] for p in ops] + tail
+    return head + [exchange] + [events[p] for p in ops] + events[point + 1:]

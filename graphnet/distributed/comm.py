@@ -1,11 +1,13 @@
 """Cross-rank data movement over mpi4py, with a deadline and failure notices.
 
 Every wait polls its MPI requests, the control channel (failure notices that a
-failing rank sends to all others) and a deadline, so no rank hangs in a transfer
-or a collective when a peer is gone: it raises RankFailedError (naming the failed
-rank and op) or PeerTimeoutError (naming the ranks it waited for). Arrays travel
-as a fixed 12-int64 header (dtype, shape, bytes) then their raw bytes. Imports
-numpy and distributed.errors; mpi4py when a Comm is made.
+failing rank sends to all others), the heartbeats (watchdog.py) and a deadline,
+so no rank hangs in a transfer or a collective when a peer is gone: it raises
+RankFailedError (naming the failed rank and op), PeerLostError (a peer went
+silent: its rank and last reported op) or PeerTimeoutError (the ranks it waited
+for). Arrays travel as a fixed 12-int64 header (dtype, shape, bytes) then their
+raw bytes. Imports numpy, distributed.errors and watchdog; mpi4py when a Comm is
+made.
 """
 
 import os
@@ -14,8 +16,9 @@ import time
 
 import numpy as np
 
-from graphnet.distributed.errors import (DistributedError, PeerTimeoutError,
-                                         RankFailedError)
+from graphnet.distributed.errors import (DistributedError, PeerLostError,
+                                         PeerTimeoutError, RankFailedError)
+from graphnet.distributed.watchdog import Watchdog, heartbeat_settings
 
 __all__ = ["Comm", "Stats", "encode", "decode", "default_timeout"]
 
@@ -26,6 +29,8 @@ _DTYPES = [np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool",
                                  "uint8", "int8", "int16", "uint16", "float16")]
 _CODE = {d: i for i, d in enumerate(_DTYPES)}
 _RAW, _PICKLED = 0, 1
+_YIELD_SPINS = 200
+_yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
 def default_timeout():
@@ -93,6 +98,9 @@ class Comm(object):
         base = MPI.COMM_WORLD if base is None else base
         self.data = base.Dup()
         self.ctrl = base.Dup()
+        self.hb = base.Dup()
+        self.watchdog = None
+        self.lost = set()        # ranks found dead by the watchdog
         self.rank = self.data.Get_rank()
         self.size = self.data.Get_size()
         self.timeout = default_timeout() if timeout is None else float(timeout)
@@ -101,6 +109,18 @@ class Comm(object):
         self.notified = False    # this rank already told the others it failed
         self._pending = []       # control messages still in flight
         self._groups = {}
+
+    def start_watchdog(self, label_source):
+        """Heartbeats to and from every other rank (see watchdog.py)."""
+        interval, liveness = heartbeat_settings()
+        if (self.watchdog is None and interval > 0 and self.size > 1
+                and self.MPI.Query_thread() == self.MPI.THREAD_MULTIPLE):
+            self.watchdog = Watchdog(self.MPI, self.hb, label_source, interval, liveness)
+
+    def stop_watchdog(self):
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
 
     # --- waiting -------------------------------------------------------------------
     def wait(self, requests, label, peers, status=None):
@@ -111,16 +131,24 @@ class Comm(object):
             test = lambda: MPI.Request.Testall(requests)  # noqa: E731
         else:
             test = lambda: requests[0].Test(status)  # noqa: E731
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline, next_check = start + self.timeout, start + 0.25
         spins = 0
         try:
             while not test():
                 self.check_notices(label)
                 spins += 1
-                if spins > 30:
-                    if time.monotonic() > deadline:
-                        raise self._timeout(label, peers)
-                    time.sleep(min(0.001, 0.00002 * (spins - 30)))
+                if spins < _YIELD_SPINS:
+                    _yield()  # a peer on another core answers in microseconds
+                    continue
+                now = time.monotonic()
+                if now > next_check:
+                    next_check = now + 0.25
+                    self._check_alive(label, peers)
+                if now > deadline:
+                    raise self._timeout(label, peers)
+                # then back off to 0.5 ms, so waiting ranks leave the cores to working ones
+                time.sleep(min(0.0005, 0.00001 * (spins - _YIELD_SPINS + 1)))
         except MPI.Exception as exc:
             raise DistributedError("MPI error on rank %d in %s: %s"
                                    % (self.rank, label, exc.Get_error_string()))
@@ -134,6 +162,17 @@ class Comm(object):
                 self.failure = self.ctrl.recv(source=status.Get_source(), tag=TAG_NOTICE)
         if self.failure is not None:
             raise self.failure_error(label)
+
+    def _check_alive(self, label, peers):
+        lost = self.watchdog.silent(peers) if self.watchdog is not None else None
+        if lost is not None:
+            peer, seconds, report = lost
+            self.lost.add(peer)
+            raise PeerLostError(
+                "rank %d stopped responding: no heartbeat for %.1f s (its process was "
+                "killed or died, or it hangs with the GIL held); its last report, %.1f s "
+                "ago: %s\n  rank %d stopped while waiting in %s" % (
+                    peer, seconds, seconds, report, self.rank, label), peer, report)
 
     def failure_error(self, label):
         info = self.failure
@@ -173,7 +212,7 @@ class Comm(object):
     def await_acks(self, grace):
         """After notify_failure: wait up to `grace` s for every peer to report."""
         MPI = self.MPI
-        waiting = set(range(self.size)) - {self.rank}
+        waiting = set(range(self.size)) - {self.rank} - self.lost
         deadline = time.monotonic() + grace
         status = MPI.Status()
         while waiting and time.monotonic() < deadline:
@@ -248,9 +287,9 @@ class Comm(object):
         s_headers = np.concatenate([h for r in ranks for h, _ in encoded.get(r, ())]
                                    or [np.zeros(0, np.int64)])
         r_headers = np.empty(sum(r_counts), np.int64)
-        self.wait([comm.Ialltoallv([s_headers, (s_counts, _displs(s_counts)), MPI.INT64_T],
-                                   [r_headers, (r_counts, _displs(r_counts)), MPI.INT64_T])],
-                  label, ranks)
+        send = [s_headers, (s_counts, _displs(s_counts)), MPI.INT64_T]
+        receive = [r_headers, (r_counts, _displs(r_counts)), MPI.INT64_T]
+        self.wait([comm.Ialltoallv(send, receive)], label, ranks)
         s_bytes = [sum(int(p.size) for _, p in encoded.get(r, ())) for r in ranks]
         s_payload = np.concatenate([p for r in ranks for _, p in encoded.get(r, ())]
                                    or [np.zeros(0, np.uint8)])

@@ -5,7 +5,7 @@ All are GraphnetError (a RuntimeError), so `except RuntimeError` keeps working.
 
 from graphnet.errors import GraphnetError
 
-__all__ = ["DistributedError", "RankFailedError", "PeerTimeoutError",
+__all__ = ["DistributedError", "RankFailedError", "PeerTimeoutError", "PeerLostError",
            "NetMismatchError", "PlacementError"]
 
 
@@ -28,6 +28,15 @@ class PeerTimeoutError(DistributedError):
     def __init__(self, message, peers=()):
         super().__init__(message)
         self.peers = tuple(peers)
+
+
+class PeerLostError(DistributedError):
+    """A rank this one waited for stopped sending heartbeats: its process is gone."""
+
+    def __init__(self, message, peer=None, last_report=None):
+        super().__init__(message)
+        self.peer = peer
+        self.last_report = last_report
 
 
 class NetMismatchError(DistributedError):

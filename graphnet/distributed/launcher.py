@@ -9,7 +9,11 @@ os._exit) does not take the job down silently: the parent reports which rank die
 how, and the op it was running (read from the StatusBoard), then exits non-zero
 and the launcher ends the other ranks. A rank whose script raises tells the other
 ranks (they stop with an error naming it and its op), waits briefly for them to
-report, and exits 1; MPI_Finalize is never reached with ranks missing.
+report, and calls MPI_Abort, which ends the job; MPI_Finalize is never reached
+with ranks missing.
+
+If the launcher misses the supervisor's exit (MPICH's hydra now and then does),
+the survivors' heartbeat watchdog (watchdog.py) names the silent rank.
 
 GRAPHNET_DIST=0 runs every rank as an independent single process;
 GRAPHNET_DIST_SUPERVISOR=0 skips the fork (then a killed rank is reported by the
@@ -24,12 +28,12 @@ import traceback
 
 __all__ = ["world_size_from_env", "under_mpi", "run_rank"]
 
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
 
 
 def world_size_from_env():
     """How many ranks the MPI launcher started (1 when not launched by one)."""
-    for var in _SIZE_VARS[:3]:
+    for var in _SIZE_VARS:
         raw = os.environ.get(var, "").strip()
         if raw.isdigit():
             return int(raw)
@@ -58,10 +62,11 @@ def run_rank(argv, run_script):
     if supervised:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid != 0:
             return _supervise(pid, board)
-        _die_with_parent()
+        _die_with_parent(parent)
     code, clean = 1, False
     try:
         code, clean = _rank(argv, run_script, board)
@@ -69,10 +74,20 @@ def run_rank(argv, run_script):
         sys.stdout.flush()
         sys.stderr.flush()
         if not clean:
-            os._exit(code)  # never MPI_Finalize with ranks missing: it would hang
+            _abort(code)  # never MPI_Finalize with ranks missing: it would hang
         if supervised:
             _exit_with_atexit(code)
     return code
+
+
+def _abort(code):
+    """End the whole job from this rank (MPI_Abort: the launcher kills every rank)."""
+    try:
+        from mpi4py import MPI
+        if MPI.Is_initialized() and not MPI.Is_finalized():
+            MPI.COMM_WORLD.Abort(code)
+    finally:
+        os._exit(code)
 
 
 def _exit_with_atexit(code):
@@ -86,7 +101,7 @@ def _exit_with_atexit(code):
         sys.exit(code)
 
 
-def _die_with_parent():
+def _die_with_parent(parent):
     """If the supervisor is killed (the launcher ending the job), the rank goes too."""
     try:
         import ctypes
@@ -94,6 +109,8 @@ def _die_with_parent():
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
 
 
 def _supervise(pid, board):
@@ -174,6 +191,7 @@ def _rank(argv, run_script, board):
         comm.acknowledge()
         return 1, False
     board.set_state(DONE)
+    comm.stop_watchdog()
     distributed.stop()
     sys.stdout.flush()
     from mpi4py import MPI

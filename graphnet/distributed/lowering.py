@@ -98,7 +98,8 @@ class ExchangeEvent(object):
 
     def __init__(self, xfers, label):
         self.xfers = list(xfers)
-        self.ranks = tuple(sorted({x.src for x in self.xfers} | {x.dst for x in self.xfers}))
+        self.ranks = tuple(sorted({x.src for x in self.xfers}
+                                  | {x.dst for x in self.xfers}))
         self.label = label
 
     def reads(self):

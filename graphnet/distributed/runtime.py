@@ -22,7 +22,8 @@ from graphnet.executors.backends import num_gpu_devices
 from graphnet.executors.dag import run_dag
 from graphnet.executors.run import run_simple
 from graphnet.distributed.butterfly import merge_butterflies
-from graphnet.distributed.errors import PeerTimeoutError, RankFailedError
+from graphnet.distributed.errors import (PeerLostError, PeerTimeoutError,
+                                         RankFailedError)
 from graphnet.distributed.lowering import build_schedule
 from graphnet.distributed.netcheck import check_same_net
 from graphnet.distributed.placement import (EVERY_RANK, Placement, RemoteValue,
@@ -51,7 +52,7 @@ def root_cause(exc):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (RankFailedError, PeerTimeoutError)):
+        if isinstance(exc, (RankFailedError, PeerTimeoutError, PeerLostError)):
             return exc
         nxt = getattr(exc, "cause", None) or exc.__cause__
         if nxt is None:
@@ -70,6 +71,7 @@ class Cluster(object):
         seed = int.from_bytes(os.urandom(4), "little") if self.rank == 0 else None
         self.seed = comm.bcast(seed, 0, "the job's start (sharing the random seed)")
         self._holders = weakref.WeakKeyDictionary()
+        comm.start_watchdog(lambda: self.board.read()[1])
 
     def placement(self):
         return Placement(self.rank, self.size,

@@ -3,7 +3,9 @@
     mpiexec -n 2 python -m graphnet run fault.py MODE RANK ITER
 MODE: raise (a Python exception in the op), exit (os._exit(3) in the op),
 kill (SIGKILL to itself in the op), hang (sleeps 120 s in the op: the other rank
-gives up after GRAPHNET_DIST_TIMEOUT). The other rank waits in the all-reduce.
+gives up after GRAPHNET_DIST_TIMEOUT), silent (as if dead: stops its heartbeats
+after one more, then sleeps; the other rank notices after GRAPHNET_DIST_LIVENESS).
+The other rank waits in the all-reduce.
 """
 
 import os
@@ -31,8 +33,11 @@ if lookup("FaultOnRank") is None:
                 raise ValueError("injected failure on rank %d" % bad_rank)
             if mode == "exit":
                 os._exit(3)
-            if mode == "hang":
+            if mode in ("hang", "silent"):
                 import time
+                if mode == "silent":
+                    time.sleep(1.5)  # one more heartbeat, carrying this op's label
+                    distributed.cluster().comm.stop_watchdog()
                 time.sleep(120)
             os.kill(os.getpid(), signal.SIGKILL)
         return x * 1.0
@@ -50,4 +55,4 @@ for d in range(2):
 workspace.CreateNet(net)
 for it in range(5):
     workspace.RunNet("fault")
-print("finished", workspace.FetchBlob("y0"))
+print("all runs done", workspace.FetchBlob("y0"))
