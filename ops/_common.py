@@ -44,15 +44,17 @@ def unsupported_type(found):
 
 
 def check_type(x, expected, index, detail):
-    """Input `index` must hold exactly `expected`; `detail` follows Caffe2's text."""
-    enforce(x.dtype == np.dtype(expected),
-            "%s %s" % (type_mismatch(expected, x.dtype), detail), input_index=index)
+    """Input `index` must hold exactly `expected`; `detail` follows Caffe2's text.
+    (Messages are built only on failure: these checks run on every op call.)"""
+    if x.dtype != expected:
+        enforce(False, "%s %s" % (type_mismatch(expected, x.dtype), detail),
+                input_index=index)
 
 
 def check_dispatch(x, allowed, index, detail):
     """Input `index` must hold one of the `allowed` dtypes (DispatchHelper)."""
-    enforce(x.dtype in allowed, "%s. %s" % (unsupported_type(x.dtype), detail),
-            input_index=index)
+    if x.dtype not in allowed:
+        enforce(False, "%s. %s" % (unsupported_type(x.dtype), detail), input_index=index)
 
 
 def dtype_names(dtypes):
@@ -61,16 +63,19 @@ def dtype_names(dtypes):
 
 def expect_dtype(op, x, want, k):
     """Tensor::data<T>(): input k of `op` must hold exactly `want`."""
-    want = np.dtype(want)
-    check_type(x, want, k, "%s input %d: expected %s, found %s. Fix: cast it to %s."
-               % (op, k, want.name, x.dtype.name, want.name))
+    if x.dtype != want:
+        want = np.dtype(want)
+        check_type(x, want, k, "%s input %d: expected %s, found %s. Fix: cast it to %s."
+                   % (op, k, want.name, x.dtype.name, want.name))
 
 
 def expect_dtypes(op, x, allowed, k=0):
     """DispatchHelper: input k's dtype selects the kernel of `op`."""
-    names = dtype_names(allowed)
-    check_dispatch(x, allowed, k, "%s input %d: expected %s, found %s. Fix: cast it "
-                   "(Cast op or astype) to one of %s." % (op, k, names, x.dtype.name, names))
+    if x.dtype not in allowed:
+        names = dtype_names(allowed)
+        check_dispatch(x, allowed, k, "%s input %d: expected %s, found %s. Fix: cast it "
+                       "(Cast op or astype) to one of %s." % (op, k, names, x.dtype.name,
+                                                             names))
 
 
 def cpp_float(x, value):
