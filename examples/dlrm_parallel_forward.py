@@ -66,13 +66,14 @@ def make_weights(cfg, seed=0):
     return weights
 
 
-def make_batch(cfg, seed=1):
-    """Dense features, per-table (lengths int32, indices int64)."""
-    rng = np.random.default_rng(seed)
+def make_batch(cfg, seed=1, rng=None, min_bag=0):
+    """Dense features, per-table (lengths int32, indices int64); bags hold min_bag
+    to cfg.max_bag indices. Pass `rng` to draw several batches from one stream."""
+    rng = np.random.default_rng(seed) if rng is None else rng
     dense = rng.random((cfg.batch, cfg.dense_dim)).astype(np.float32)
     sparse = []
     for rows in cfg.table_rows:
-        lengths = rng.integers(0, cfg.max_bag + 1, cfg.batch).astype(np.int32)
+        lengths = rng.integers(min_bag, cfg.max_bag + 1, cfg.batch).astype(np.int32)
         indices = rng.integers(0, rows, int(lengths.sum())).astype(np.int64)
         sparse.append((lengths, indices))
     return dense, sparse

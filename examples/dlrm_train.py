@@ -17,12 +17,14 @@ The task is synthetic but learnable: click probabilities come from a fixed
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dlrm_parallel_forward import Config, ParallelDLRM, gpu, make_weights  # noqa: E402
+from dlrm_parallel_forward import (Config, ParallelDLRM, gpu, make_batch,  # noqa: E402
+                                   make_weights)
 
 from graphnet import brew, core, workspace  # noqa: E402
 
@@ -84,12 +86,7 @@ def make_data(cfg, num_batches, seed=2):
     teacher_weights = make_weights(cfg, seed=99)
     data = []
     for _ in range(num_batches):
-        dense = rng.random((cfg.batch, cfg.dense_dim)).astype(np.float32)
-        sparse = []
-        for rows in cfg.table_rows:
-            lengths = rng.integers(1, cfg.max_bag + 1, cfg.batch).astype(np.int32)
-            indices = rng.integers(0, rows, int(lengths.sum())).astype(np.int64)
-            sparse.append((lengths, indices))
+        dense, sparse = make_batch(cfg, rng=rng, min_bag=1)
         data.append([dense, sparse, None])
     workspace.ResetWorkspace()
     teacher = ParallelDLRM(cfg, 1, device_option=core.DeviceOption(0))
@@ -151,7 +148,6 @@ def main(argv=None):
     print("1 device (CPU):")
     single = train(cfg, 0, data, args.iters, args.lr, args.net_type)
     print("%d virtual GPUs:" % args.devices)
-    import warnings
     with warnings.catch_warnings():
         # DLRM's gradient seeds live on GPU 0 (spec §4.5); graphnet moves them and
         # says so once per op; the summary below is what this example reports.

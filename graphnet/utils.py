@@ -13,8 +13,8 @@ from graphnet.proto import caffe2_pb2
 __all__ = ["MakeArgument", "ArgsToDict", "NumpyArrayToCaffe2Tensor",
            "Caffe2TensorToNumpyArray", "TensorProtoDataType", "NumpyDtypeOf",
            "CaffeBlobToNumpyArray", "TryReadProtoWithClass", "GetContentFromProto",
-           "GetContentFromProtoString", "ConvertProtoToBinary", "BuildUniqueMutexIter",
-           "DebugMode", "raiseIfNotEqual", "EnumClassKeyVals"]
+           "GetContentFromProtoString", "ConvertProtoToBinary",
+           "raiseIfNotEqual", "EnumClassKeyVals"]
 
 _DT = caffe2_pb2.TensorProto
 
@@ -222,22 +222,6 @@ def ConvertProtoToBinary(proto_class, filename, out_filename):
         text_format.Merge(f.read(), proto)
     with open(out_filename, "wb") as f:
         f.write(proto.SerializeToString())
-
-
-def BuildUniqueMutexIter(init_net, net, iter=None, iter_mutex=None, iter_val=0):
-    """Add (once) a CPU int64 iteration counter fill to init_net and an Iter to net."""
-    from graphnet import core
-    iter = iter if iter else "iteration_mutex_iter"
-    with core.DeviceScope(core.DeviceOption(caffe2_pb2.CPU, 0)):
-        iteration = init_net.ConstantFill([], iter, shape=[1], value=iter_val,
-                                          dtype=core.DataType.INT64)
-    net.Iter(iteration, iteration)
-    return iteration
-
-
-def DebugMode(func):
-    """Decorator kept for API compatibility: runs `func` unchanged."""
-    return func
 
 
 def raiseIfNotEqual(a, b, msg):
