@@ -27,13 +27,14 @@ class Device(namedtuple("Device", ["type", "id"])):
 
     @property
     def is_gpu(self):
-        return is_gpu_type(self.type)
+        return self.type in _GPU_TYPES
 
     def __str__(self):
         return device_name(self)
 
 
 CPU = Device(CPU_TYPE, 0)
+_INTERNED = {(CPU_TYPE, 0): CPU}
 
 
 def device_of(option, default=CPU):
@@ -46,7 +47,13 @@ def device_of(option, default=CPU):
         return default
     device_type = option.device_type
     if is_gpu_type(device_type):
-        return Device(device_type, option.device_id)
+        # One object per device, so the executor's per-op device test is an identity
+        # check in the common case (equality still decides).
+        key = (device_type, option.device_id)
+        device = _INTERNED.get(key)
+        if device is None:
+            device = _INTERNED.setdefault(key, Device(*key))
+        return device
     return CPU
 
 

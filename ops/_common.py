@@ -3,7 +3,7 @@ axes, typed argument reads, broadcasting, float32 reinterpretation, sparse round
 Imports numpy, graphnet.registry and graphnet.errors only.
 """
 
-import functools
+import math
 
 import numpy as np
 
@@ -65,17 +65,19 @@ def expect_dtype(op, x, want, k):
     """Tensor::data<T>(): input k of `op` must hold exactly `want`."""
     if x.dtype != want:
         want = np.dtype(want)
-        check_type(x, want, k, "%s input %d: expected %s, found %s. Fix: cast it to %s."
-                   % (op, k, want.name, x.dtype.name, want.name))
+        if x.dtype != want:
+            check_type(x, want, k, "%s input %d: expected %s, found %s. Fix: cast it to %s."
+                       % (op, k, want.name, x.dtype.name, want.name))
 
 
 def expect_dtypes(op, x, allowed, k=0):
     """DispatchHelper: input k's dtype selects the kernel of `op`."""
     if x.dtype not in allowed:
         names = dtype_names(allowed)
-        check_dispatch(x, allowed, k, "%s input %d: expected %s, found %s. Fix: cast it "
-                       "(Cast op or astype) to one of %s." % (op, k, names, x.dtype.name,
-                                                             names))
+        if x.dtype not in allowed:
+            check_dispatch(x, allowed, k, "%s input %d: expected %s, found %s. Fix: cast it "
+                           "(Cast op or astype) to one of %s." % (op, k, names, x.dtype.name,
+                                                                 names))
 
 
 def cpp_float(x, value):
@@ -98,7 +100,7 @@ def shaped_like(k, dtype=None):
 # --- sizes and axes ----------------------------------------------------------------
 
 def numel(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)  # exact Python ints; np.prod costs ~4 us per call
 
 
 def size_to_dim(shape, k):
@@ -120,13 +122,14 @@ def expect_same_shapes(op, xs):
     """Every input has input 0's shape (no broadcasting); returns that shape."""
     out = tuple(xs[0].shape)
     for i, x in enumerate(xs[1:], 1):
-        enforce(tuple(x.shape) == out,
-                "Check failed: output->sizes() == Input(i).sizes().Description: Input "
-                "#%d, input dimension:%s should match output dimension: %s. %s does not "
-                "broadcast: expected shape %s, found %s. Fix: give every input the same "
-                "shape (Reshape/Expand first)." % (i, dims_text(x.shape), dims_text(out),
-                                                   op, dims_text(out), dims_text(x.shape)),
-                input_index=i)
+        if tuple(x.shape) != out:
+            enforce(False,
+                    "Check failed: output->sizes() == Input(i).sizes().Description: Input "
+                    "#%d, input dimension:%s should match output dimension: %s. %s does not "
+                    "broadcast: expected shape %s, found %s. Fix: give every input the same "
+                    "shape (Reshape/Expand first)." % (i, dims_text(x.shape), dims_text(out),
+                                                       op, dims_text(out), dims_text(x.shape)),
+                    input_index=i)
     return out
 
 
@@ -139,10 +142,12 @@ def expect_f32_pair(op, a, b):
 
 def canonical_axis(axis, ndim, detail, index=None):
     """Caffe2's canonical_axis_index_: -ndim <= axis < ndim, negatives from the end."""
-    enforce(axis >= -ndim, "Expected axis_index >= -ndims to be true, but got false. "
-            + detail, input_index=index)
-    enforce(axis < ndim, "Expected axis_index < ndims to be true, but got false. "
-            + detail, input_index=index)
+    if not (axis >= -ndim):
+        enforce(False, "Expected axis_index >= -ndims to be true, but got false. "
+                + detail, input_index=index)
+    if not (axis < ndim):
+        enforce(False, "Expected axis_index < ndims to be true, but got false. "
+                + detail, input_index=index)
     return axis + ndim if axis < 0 else axis
 
 
@@ -264,29 +269,32 @@ def legacy_dims(op, a_shape, b_shape, axis):
     if numel(b_shape) == 1:
         return (numel(a_shape),), (1,)
     na, nb = len(a_shape), len(b_shape)
-    enforce(na >= nb,
-            "A.dim() >= B.dim(). %d vs %d. If you are doing broadcasting, input1 should "
-            "have a smaller or equal number of dimensions. %s: A %s, B %s. Fix: swap the "
-            "inputs or use broadcast=0 (numpy-style)." % (na, nb, op, dims_text(a_shape),
-                                                          dims_text(b_shape)),
-            input_index=1)
+    if not (na >= nb):
+        enforce(False,
+                "A.dim() >= B.dim(). %d vs %d. If you are doing broadcasting, input1 should "
+                "have a smaller or equal number of dimensions. %s: A %s, B %s. Fix: swap the "
+                "inputs or use broadcast=0 (numpy-style)." % (na, nb, op, dims_text(a_shape),
+                                                              dims_text(b_shape)),
+                input_index=1)
     if axis == -1:
         axis = na - nb
-    enforce(0 <= axis <= na - nb,
-            "Broadcast axis should be in the range of[0, A.ndim() - B.ndim()], but axis = "
-            "%d. %s: A %s, B %s allow 0..%d. Fix: pass a valid axis." % (
-                axis, op, dims_text(a_shape), dims_text(b_shape), na - nb))
+    if not (0 <= axis <= na - nb):
+        enforce(False,
+                "Broadcast axis should be in the range of[0, A.ndim() - B.ndim()], but axis = "
+                "%d. %s: A %s, B %s allow 0..%d. Fix: pass a valid axis." % (
+                    axis, op, dims_text(a_shape), dims_text(b_shape), na - nb))
     start, end = 0, nb - 1
     while start < nb and b_shape[start] == 1:
         start += 1
     while end >= start and b_shape[end] == 1:
         end -= 1
     for i in range(start, end + 1):
-        enforce(a_shape[i + axis] == b_shape[i],
-                "A.size(i + axis) == B.size(i). %d vs %d. Broadcast dimension mismatch. "
-                "%s: B %s placed at axis %d of A %s. Fix: pick the axis where B's dims "
-                "match A's." % (a_shape[i + axis], b_shape[i], op, dims_text(b_shape), axis,
-                                dims_text(a_shape)), input_index=1)
+        if a_shape[i + axis] != b_shape[i]:
+            enforce(False,
+                    "A.size(i + axis) == B.size(i). %d vs %d. Broadcast dimension mismatch. "
+                    "%s: B %s placed at axis %d of A %s. Fix: pick the axis where B's dims "
+                    "match A's." % (a_shape[i + axis], b_shape[i], op, dims_text(b_shape), axis,
+                                    dims_text(a_shape)), input_index=1)
     pre = numel(a_shape[:axis + start])
     n = numel(b_shape[start:end + 1])
     post = numel(a_shape[axis + end + 1:])
@@ -302,10 +310,11 @@ def broadcast_shape(op, a_shape, b_shape):
         if x is None or y is None:
             out.append(x if y is None else y)
             continue
-        enforce(x == y or x == 1 or y == 1,
-                "A_dim == B_dim || A_dim == 1 || B_dim == 1. A_dim: %d,B_dim: %d. %s "
-                "cannot broadcast A %s with B %s. Fix: make the trailing dims equal or "
-                "1." % (x, y, op, dims_text(a_shape), dims_text(b_shape)))
+        if not (x == y or x == 1 or y == 1):
+            enforce(False,
+                    "A_dim == B_dim || A_dim == 1 || B_dim == 1. A_dim: %d,B_dim: %d. %s "
+                    "cannot broadcast A %s with B %s. Fix: make the trailing dims equal or "
+                    "1." % (x, y, op, dims_text(a_shape), dims_text(b_shape)))
         out.append(0 if x == 0 or y == 0 else max(x, y))
     return tuple(reversed(out))
 
@@ -321,15 +330,6 @@ def reduce_to(xp, g, dims):
 
 
 # --- numerics ----------------------------------------------------------------------
-
-def quiet(kernel):
-    """Caffe2 produced inf/NaN silently; keep numpy from warning about them."""
-    @functools.wraps(kernel)
-    def run(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return kernel(*args, **kwargs)
-    return run
-
 
 def host_array(ctx, value):
     """A CPU-side numpy view of a small control tensor (split sizes, a new shape)."""

@@ -61,23 +61,26 @@ def mutable(xp, x):
 
 
 def check_index_type(info, op, index):
-    check_dispatch(info, INDEX_TYPES, index, "%s expects int32 or int64 indices, found %s. "
-                   "Fix: cast them with astype(np.int64)." % (op, info.dtype.name))
+    if info.dtype not in INDEX_TYPES:
+        check_dispatch(info, INDEX_TYPES, index, "%s expects int32 or int64 indices, found %s. "
+                       "Fix: cast them with astype(np.int64)." % (op, info.dtype.name))
 
 
 def check_lr(info, op, index, exact=True):
     """lr: a float32 tensor; Caffe2 read lr[0] (enforcing one element where noted)."""
     require(info, F32, op, "lr", index)
     if exact:
-        enforce(numel(info.shape) == 1,
-                "Input(LR).numel() == 1. %d vs 1. %s expects a 1-element lr, found shape "
-                "%s. Fix: feed lr as np.array([value], np.float32)."
-                % (numel(info.shape), op, list(info.shape)), input_index=index)
+        if numel(info.shape) != 1:
+            enforce(False,
+                    "Input(LR).numel() == 1. %d vs 1. %s expects a 1-element lr, found shape "
+                    "%s. Fix: feed lr as np.array([value], np.float32)."
+                    % (numel(info.shape), op, list(info.shape)), input_index=index)
     else:
-        enforce(numel(info.shape) >= 1,
-                "%s reads lr[0]: expected a 1-element lr, found an empty tensor of shape "
-                "%s. Fix: feed lr as np.array([value], np.float32)."
-                % (op, list(info.shape)), input_index=index)
+        if not (numel(info.shape) >= 1):
+            enforce(False,
+                    "%s reads lr[0]: expected a 1-element lr, found an empty tensor of shape "
+                    "%s. Fix: feed lr as np.array([value], np.float32)."
+                    % (op, list(info.shape)), input_index=index)
 
 
 def lr_value(lr):
@@ -85,14 +88,16 @@ def lr_value(lr):
 
 
 def check_eq(a, b, text, op, detail, fix, index):
-    enforce(a == b, "%s. %d vs %d. %s: %s. Fix: %s." % (text, a, b, op, detail, fix),
-            input_index=index)
+    if a != b:
+        enforce(False, "%s. %d vs %d. %s: %s. Fix: %s." % (text, a, b, op, detail, fix),
+                input_index=index)
 
 
 def check_param_dims(info, op):
-    enforce(len(info.shape) >= 1,
-            "%s needs a param with a leading row dimension: expected at least 1-D, found a "
-            "0-d tensor. Fix: reshape param to (rows, ...)." % op, input_index=0)
+    if not (len(info.shape) >= 1):
+        enforce(False,
+                "%s needs a param with a leading row dimension: expected at least 1-D, found a "
+                "0-d tensor. Fix: reshape param to (rows, ...)." % op, input_index=0)
 
 
 def check_block(param, grad, indices, op, grad_index):
@@ -122,9 +127,10 @@ def sparse_rows(op, param, grad, indices, indices_slot):
     check_param_dims(param, op)
     block = size_from_dim(param.shape, 1)
     n = numel(grad.shape) // block if block else 0
-    enforce(numel(indices.shape) >= n,
-            "%s reads one index per grad row: expected at least %d indices (grad %s, rows "
-            "of %d), found %d. Fix: give one index per grad row."
-            % (op, n, list(grad.shape), block, numel(indices.shape)),
-            input_index=indices_slot)
+    if not (numel(indices.shape) >= n):
+        enforce(False,
+                "%s reads one index per grad row: expected at least %d indices (grad %s, rows "
+                "of %d), found %d. Fix: give one index per grad row."
+                % (op, n, list(grad.shape), block, numel(indices.shape)),
+                input_index=indices_slot)
     return block, n

@@ -22,23 +22,26 @@ def _dtypes(ctx, gpu_half=False):
 
 def _check_dispatch(op_type, what, x, allowed, index):
     """The dtype check of Caffe2's dispatching ops ('Unsupported type of tensor')."""
-    names = " or ".join(d.name for d in allowed)
-    check_dispatch(x, allowed, index, "%s expects %s as %s, found %s. Fix: cast it first, "
-                   "e.g. x.astype(np.float32)." % (op_type, what, names, x.dtype.name))
+    if x.dtype not in allowed:
+        names = " or ".join(d.name for d in allowed)
+        check_dispatch(x, allowed, index, "%s expects %s as %s, found %s. Fix: cast it first, "
+                       "e.g. x.astype(np.float32)." % (op_type, what, names, x.dtype.name))
 
 
 def _check_typed(op_type, what, x, expected, index):
     """The dtype check of Caffe2's fixed-type ops ('Tensor type mismatch')."""
     expected = np.dtype(expected)
-    check_type(x, expected, index, "%s expects %s as %s, found %s. Fix: cast it to %s."
-               % (op_type, what, expected.name, x.dtype.name, expected.name))
+    if x.dtype != expected:
+        check_type(x, expected, index, "%s expects %s as %s, found %s. Fix: cast it to %s."
+                   % (op_type, what, expected.name, x.dtype.name, expected.name))
 
 
 def _check_same_shape(op_type, y, dy):
-    enforce(dy.shape == y.shape,
-            "%s: Y and dY must have the same shape: expected dY of shape %s (Y's), "
-            "found %s. Fix: feed the gradient of the forward op's output Y."
-            % (op_type, tuple(y.shape), tuple(dy.shape)), input_index=1)
+    if dy.shape != y.shape:
+        enforce(False,
+                "%s: Y and dY must have the same shape: expected dY of shape %s (Y's), "
+                "found %s. Fix: feed the gradient of the forward op's output Y."
+                % (op_type, tuple(y.shape), tuple(dy.shape)), input_index=1)
 
 
 def _identical(args, x, *rest):
@@ -124,12 +127,13 @@ SOFTMAX_GRADIENT.shape(_identical)
 def _rows(op_type, x, axis):
     """(N, D) of Caffe2's 2-D view, after canonical_axis_index's checks."""
     ndim = x.ndim
-    enforce(-ndim <= axis < ndim,
-            "%s: axis out of range (Caffe2: 'Expected axis_index %s to be true'): "
-            "expected -%d <= axis < %d for an input of shape %s, found axis=%d. Fix: "
-            "pass an axis inside the input's dims (axis=1 needs at least 2 dims)."
-            % (op_type, "< ndims" if axis >= ndim else ">= -ndims", ndim, ndim,
-               tuple(x.shape), axis), input_index=0)
+    if not (-ndim <= axis < ndim):
+        enforce(False,
+                "%s: axis out of range (Caffe2: 'Expected axis_index %s to be true'): "
+                "expected -%d <= axis < %d for an input of shape %s, found axis=%d. Fix: "
+                "pass an axis inside the input's dims (axis=1 needs at least 2 dims)."
+                % (op_type, "< ndims" if axis >= ndim else ">= -ndims", ndim, ndim,
+                   tuple(x.shape), axis), input_index=0)
     axis = axis + ndim if axis < 0 else axis
     return size_to_dim(x.shape, axis), size_from_dim(x.shape, axis)
 
@@ -210,10 +214,11 @@ def dropout(ctx, args, x):
     if args.is_test:
         y = x if ctx.inplace(0, 0) else x.copy()
         return (y, None) if ctx.num_outputs == 2 else y
-    enforce(ctx.num_outputs == 2,
-            "Dropout in training mode (is_test=0) writes the mask as output 1: "
-            "expected 2 outputs (Y, mask), found %d. Fix: add a mask output, or set "
-            "is_test=1 for inference." % ctx.num_outputs)
+    if ctx.num_outputs != 2:
+        enforce(False,
+                "Dropout in training mode (is_test=0) writes the mask as output 1: "
+                "expected 2 outputs (Y, mask), found %d. Fix: add a mask output, or set "
+                "is_test=1 for inference." % ctx.num_outputs)
     keep = ctx.rng.random(x.shape) < 1.0 - float(args.ratio)
     mask = ctx.backend.from_host(keep, ctx.device)
     return x * _scale(args.ratio) * mask, mask
@@ -229,17 +234,19 @@ def dropout_grad(ctx, args, dy, *mask):
     _check_typed("DropoutGrad", "dY", dy, np.float32, 0)
     if args.is_test:
         return dy if ctx.inplace(0, 0) else dy.copy()
-    enforce(len(mask) == 1,
-            "DropoutGrad in training mode (is_test=0) needs the forward mask: expected "
-            "inputs [dY, mask], found %d input. Fix: pass Dropout's mask output as "
-            "input 1, or set is_test=1." % (1 + len(mask)))
+    if len(mask) != 1:
+        enforce(False,
+                "DropoutGrad in training mode (is_test=0) needs the forward mask: expected "
+                "inputs [dY, mask], found %d input. Fix: pass Dropout's mask output as "
+                "input 1, or set is_test=1." % (1 + len(mask)))
     mask = mask[0]
     _check_typed("DropoutGrad", "mask", mask, np.bool_, 1)
-    enforce(mask.size == dy.size,
-            "dY.numel() == mask.numel(). %d vs %d. DropoutGrad expects a mask with as "
-            "many elements as dY %s, found shape %s. Fix: pass the mask Dropout wrote "
-            "for this dY." % (dy.size, mask.size, tuple(dy.shape), tuple(mask.shape)),
-            input_index=1)
+    if mask.size != dy.size:
+        enforce(False,
+                "dY.numel() == mask.numel(). %d vs %d. DropoutGrad expects a mask with as "
+                "many elements as dY %s, found shape %s. Fix: pass the mask Dropout wrote "
+                "for this dY." % (dy.size, mask.size, tuple(dy.shape), tuple(mask.shape)),
+                input_index=1)
     return dy * mask.reshape(dy.shape) * _scale(args.ratio)
 
 
@@ -250,8 +257,9 @@ def _dropout_gradient(g):
                             "'Dropout'. Fix: pass is_test=0 (training) or is_test=1.")
     if g.arg("is_test", 0):
         return [g.op("DropoutGrad", [g.GO(0)], [g.GI(0)])]
-    enforce(len(g.def_.output) == 2,
-            "Dropout's gradient in training mode (is_test=0) reads the mask (output 1), "
-            "but the op has %d output. Fix: give Dropout a mask output."
-            % len(g.def_.output))
+    if len(g.def_.output) != 2:
+        enforce(False,
+                "Dropout's gradient in training mode (is_test=0) reads the mask (output 1), "
+                "but the op has %d output. Fix: give Dropout a mask output."
+                % len(g.def_.output))
     return [g.op("DropoutGrad", [g.GO(0), g.O(1)], [g.GI(0)])]

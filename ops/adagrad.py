@@ -116,10 +116,11 @@ def _sparse_geometry(xp, ctx, op, indices, grad, param_numel, label="block size"
     """(flat indices, block, rows), checked: Caffe2's block = grad.numel / n."""
     n = int(indices.size)
     block = int(grad.size) // n
-    enforce(int(grad.size) % n == 0,
-            "Input(GRAD).numel() %% n == 0. Incorrect gradient size:%d size of indexes:%d. "
-            "%s: expected a multiple of %d grad elements, found %d. Fix: give one grad "
-            "slice per index." % (grad.size, n, op, n, grad.size), input_index=3)
+    if int(grad.size) % n != 0:
+        enforce(False,
+                "Input(GRAD).numel() %% n == 0. Incorrect gradient size:%d size of indexes:%d. "
+                "%s: expected a multiple of %d grad elements, found %d. Fix: give one grad "
+                "slice per index." % (grad.size, n, op, n, grad.size), input_index=3)
     idx = indices.reshape(-1).astype(np.int64)
     rows = param_numel // block if block else 0
     if block:
@@ -173,10 +174,11 @@ def _rowwise_sparse_adagrad_shape(args, param, moment, indices, grad, lr, counte
              "feed moment of shape (param.shape[0],)", 1)
     _sparse_adagrad_common(op, param, moment, indices, grad, lr)
     if args.counter_halflife != -1:
-        enforce(counter is not None,
-                "%s with counter_halflife=%d reads input 5 (counter), found only 5 inputs. "
-                "Fix: pass the float64 row counter, or leave counter_halflife at -1."
-                % (op, args.counter_halflife))
+        if counter is None:
+            enforce(False,
+                    "%s with counter_halflife=%d reads input 5 (counter), found only 5 inputs. "
+                    "Fix: pass the float64 row counter, or leave counter_halflife at -1."
+                    % (op, args.counter_halflife))
         require(counter, F64, op, "counter", 5)
     return [TensorInfo(param.shape, F32), TensorInfo(moment.shape, F32)]
 
@@ -202,11 +204,12 @@ def rowwise_sparse_adagrad(ctx, args, param, moment, indices, grad, lr, counter=
         return w, h
     use_counter = args.counter_halflife > 0
     if use_counter:
-        enforce(counter.size >= rows,
-                "%s reads counter[idx] for every row: expected at least %d counter entries, "
-                "found %d. Fix: feed the row counter of this table." % (op, rows,
-                                                                        counter.size),
-                input_index=5)
+        if not (counter.size >= rows):
+            enforce(False,
+                    "%s reads counter[idx] for every row: expected at least %d counter entries, "
+                    "found %d. Fix: feed the row counter of this table." % (op, rows,
+                                                                            counter.size),
+                    input_index=5)
     rate, eps = lr_value(lr), np.float32(args.epsilon)
     wd = np.float32(args.weight_decay)
     W = w.reshape(-1)[:rows * block].reshape(rows, block)

@@ -18,9 +18,10 @@ _ADAM_ARGS = [Arg("beta1", "float", 0.9), Arg("beta2", "float", 0.999),
 
 def _check_iter(info, op, index):
     require(info, I64, op, "iter", index)
-    enforce(numel(info.shape) >= 1,
-            "%s reads iter[0]: expected a 1-element int64 counter, found an empty tensor. "
-            "Fix: create it with brew.iter / Iter." % op, input_index=index)
+    if not (numel(info.shape) >= 1):
+        enforce(False,
+                "%s reads iter[0]: expected a 1-element int64 counter, found an empty tensor. "
+                "Fix: create it with brew.iter / Iter." % op, input_index=index)
 
 
 class _AdamScalars(object):

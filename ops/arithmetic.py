@@ -6,7 +6,7 @@ Imports numpy, the registry and ops._common only.
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (BCAST_ARGS, FLOATS, NUMERIC, broadcast_shape, dims_text,
-                      expect_dtype, expect_dtypes, legacy_dims, quiet, reduce_to,
+                      expect_dtype, expect_dtypes, legacy_dims, reduce_to,
                       resolve_axis)
 
 
@@ -62,17 +62,19 @@ def _binary_kernel(op, fn):
     def kernel(ctx, args, a, b):
         a_dims, b_dims, out = _binary_checks(op, args, a, b)
         if args.broadcast:
-            enforce(not ctx.inplace(1, 0),
-                    "In-place is allowed only with the first tensor when legacy-"
-                    "broadcasting. %s: output %s is input 1. Fix: write to input 0 or a "
-                    "new blob." % (op, ctx.output_names[0]))
+            if ctx.inplace(1, 0):
+                enforce(False,
+                        "In-place is allowed only with the first tensor when legacy-"
+                        "broadcasting. %s: output %s is input 1. Fix: write to input 0 or a "
+                        "new blob." % (op, ctx.output_names[0]))
         for k, x in ((0, a), (1, b)):
-            enforce(not ctx.inplace(k, 0) or tuple(x.shape) == out,
-                    "C_dims == %s_dims. %s vs %s. %s in place on input %d needs the "
-                    "broadcast output shape %s to equal that input's shape %s. Fix: "
-                    "write to a new blob." % ("AB"[k], dims_text(out), dims_text(x.shape),
-                                              op, k, dims_text(out), dims_text(x.shape)),
-                    input_index=k)
+            if not (not ctx.inplace(k, 0) or tuple(x.shape) == out):
+                enforce(False,
+                        "C_dims == %s_dims. %s vs %s. %s in place on input %d needs the "
+                        "broadcast output shape %s to equal that input's shape %s. Fix: "
+                        "write to a new blob." % ("AB"[k], dims_text(out), dims_text(x.shape),
+                                                  op, k, dims_text(out), dims_text(x.shape)),
+                        input_index=k)
         return fn(ctx.xp, a.reshape(a_dims), b.reshape(b_dims)).reshape(out)
     return kernel
 
@@ -96,10 +98,11 @@ def _binary_gradient_kernel(op, kind):
                 expect_dtype(op, c, a.dtype, 3)
         a_dims, b_dims, out = _plan(op, args, a.shape, b.shape)
         k_dc = 2 if len(ins) == 3 and kind == "Div" else 0
-        enforce(tuple(dc.shape) == out,
-                "%s: the output gradient dC has shape %s, expected the forward output "
-                "shape %s. Fix: feed the gradient of the forward output." % (
-                    op, dims_text(dc.shape), dims_text(out)), input_index=k_dc)
+        if tuple(dc.shape) != out:
+            enforce(False,
+                    "%s: the output gradient dC has shape %s, expected the forward output "
+                    "shape %s. Fix: feed the gradient of the forward output." % (
+                        op, dims_text(dc.shape), dims_text(out)), input_index=k_dc)
         full = broadcast_shape(op, a_dims, b_dims)
         g = dc.reshape(full)
         av, bv = a.reshape(a_dims), b.reshape(b_dims)
@@ -141,14 +144,14 @@ for _name, _fn in _BINARY.items():
                     doc="C = A %s B elementwise; numpy-style broadcasting, or legacy "
                         "broadcast=1 of B onto A at axis." % _name)
     _fwd.shape(_binary_shape(_name))
-    _fwd.kernel(quiet(_binary_kernel(_name, _fn)))
+    _fwd.kernel(_binary_kernel(_name, _fn))
     _fwd.gradient(_binary_maker(_name + "Gradient", _name == "Div"))
     _grad = OpSchema(_name + "Gradient", inputs=(3, 4) if _name == "Div" else 3,
                      outputs=2, args=BCAST_ARGS,
                      arg_check=_binary_arg_check(_name + "Gradient"),
                      allow_inplace={(0, 0)} if _name == "Div" else {(0, 0), (0, 1)})
     _grad.shape(_div_gradient_shape if _name == "Div" else _binary_gradient_shape)
-    _grad.kernel(quiet(_binary_gradient_kernel(_name + "Gradient", _name)))
+    _grad.kernel(_binary_gradient_kernel(_name + "Gradient", _name))
 
 
 # --- SumReduceLike --------------------------------------------------------------------
@@ -177,7 +180,6 @@ def _(args, a, b):
 
 
 @SUM_REDUCE_LIKE.kernel
-@quiet
 def sum_reduce_like(ctx, args, a, b):
     plan = _sum_reduce_like_checks(args, a, b)
     if plan is None:

@@ -37,11 +37,12 @@ def _axis_of(args):
 
 
 def _canonical_axis(axis, ndim, what):
-    enforce(-ndim <= axis < ndim,
-            "Axis not in input ndim range: axis = %d for %s of rank %d, expected "
-            "%d <= axis < %d. Fix: pick an axis the input has." % (axis, what, ndim,
-                                                                   -ndim, ndim),
-            input_index=0)
+    if not (-ndim <= axis < ndim):
+        enforce(False,
+                "Axis not in input ndim range: axis = %d for %s of rank %d, expected "
+                "%d <= axis < %d. Fix: pick an axis the input has." % (axis, what, ndim,
+                                                                       -ndim, ndim),
+                input_index=0)
     return axis + ndim if axis < 0 else axis
 
 
@@ -63,33 +64,37 @@ def _concat_plan(args, infos):
     ca = _canonical_axis(axis, rank + (1 if add_axis else 0),
                          "Concat input 0%s" % (" (+1 for add_axis)" if add_axis else ""))
     for j, info in enumerate(infos[1:], 1):
-        enforce(info.dtype == first.dtype,
-                "All inputs must have the same type, expected: %s but got: %s for "
-                "input: %d. Fix: cast input %d to %s before Concat."
-                % (cpp_name(first.dtype), cpp_name(info.dtype), j, j, first.dtype),
-                input_index=j)
+        if info.dtype != first.dtype:
+            enforce(False,
+                    "All inputs must have the same type, expected: %s but got: %s for "
+                    "input: %d. Fix: cast input %d to %s before Concat."
+                    % (cpp_name(first.dtype), cpp_name(info.dtype), j, j, first.dtype),
+                    input_index=j)
     where = "The input tensors can only have different dimensions when arg 'add_axis' = " \
             "0 and along the axis = %d" % ca
     for i, dim in enumerate(first.shape):
         if i == ca and not add_axis:
             continue
         for j, info in enumerate(infos[1:], 1):
-            enforce(len(info.shape) > i,
+            if not (len(info.shape) > i):
+                enforce(False,
+                        "Concat input %d has rank %d but input 0 has rank %d. %s <%s> vs <%s>. "
+                        "Fix: give every input the same rank." % (
+                            j, len(info.shape), rank, where, list(first.shape),
+                            list(info.shape)), input_index=j)
+            if dim != info.shape[i]:
+                enforce(False,
+                        "Expect dimension = %d got %d at axis = %d for input: %d. %s <%s> vs "
+                        "<%s>. Fix: make input %d match input 0 there." % (
+                            dim, info.shape[i], i, j, where, list(first.shape),
+                            list(info.shape), j), input_index=j)
+    for j, info in enumerate(infos[1:], 1):
+        if len(info.shape) != rank:
+            enforce(False,
                     "Concat input %d has rank %d but input 0 has rank %d. %s <%s> vs <%s>. "
                     "Fix: give every input the same rank." % (
-                        j, len(info.shape), rank, where, list(first.shape),
-                        list(info.shape)), input_index=j)
-            enforce(dim == info.shape[i],
-                    "Expect dimension = %d got %d at axis = %d for input: %d. %s <%s> vs "
-                    "<%s>. Fix: make input %d match input 0 there." % (
-                        dim, info.shape[i], i, j, where, list(first.shape),
-                        list(info.shape), j), input_index=j)
-    for j, info in enumerate(infos[1:], 1):
-        enforce(len(info.shape) == rank,
-                "Concat input %d has rank %d but input 0 has rank %d. %s <%s> vs <%s>. "
-                "Fix: give every input the same rank." % (
-                    j, len(info.shape), rank, where, list(first.shape), list(info.shape)),
-                input_index=j)
+                        j, len(info.shape), rank, where, list(first.shape), list(info.shape)),
+                    input_index=j)
     shape = list(first.shape)
     if add_axis:
         sizes = [1] * len(infos)
@@ -128,40 +133,47 @@ def _split_plan(args, shape, n_out, sizes=None):
     ca = _canonical_axis(axis, len(shape), "Split input 0")
     channels = shape[ca]
     if sizes is not None:
-        enforce(not args.split,
-                "If you set split with an input blob, do not pass in split in the "
-                "argument. Found split=%s and a split input. Fix: drop one of them."
-                % list(args.split))
-        enforce(len(sizes) == n_out,
-                "split_tensor.numel() == OutputSize(). %d vs %d: the split input has %d "
-                "sizes for %d outputs. Fix: give one size per output."
-                % (len(sizes), n_out, len(sizes), n_out), input_index=1)
+        if args.split:
+            enforce(False,
+                    "If you set split with an input blob, do not pass in split in the "
+                    "argument. Found split=%s and a split input. Fix: drop one of them."
+                    % list(args.split))
+        if len(sizes) != n_out:
+            enforce(False,
+                    "split_tensor.numel() == OutputSize(). %d vs %d: the split input has %d "
+                    "sizes for %d outputs. Fix: give one size per output."
+                    % (len(sizes), n_out, len(sizes), n_out), input_index=1)
     elif not args.split:
-        enforce(channels % n_out == 0,
-                "If you did not specify split explicitly, the number of input "
-                "channels:%d should be divisible by the output size:%d. Fix: pass "
-                "split=[...] or a split input." % (channels, n_out), input_index=0)
+        if channels % n_out != 0:
+            enforce(False,
+                    "If you did not specify split explicitly, the number of input "
+                    "channels:%d should be divisible by the output size:%d. Fix: pass "
+                    "split=[...] or a split input." % (channels, n_out), input_index=0)
         sizes = [channels // n_out] * n_out
     else:
-        enforce(len(args.split) == n_out,
-                "The number of splits specified should be equal to the number of "
-                "outputs: found %d sizes %s for %d outputs. Fix: give one size per "
-                "output." % (len(args.split), list(args.split), n_out))
+        if len(args.split) != n_out:
+            enforce(False,
+                    "The number of splits specified should be equal to the number of "
+                    "outputs: found %d sizes %s for %d outputs. Fix: give one size per "
+                    "output." % (len(args.split), list(args.split), n_out))
         sizes = list(args.split)
     sizes = [int(s) for s in sizes]
     if add_axis:
-        enforce(n_out == channels,
-                "Sum of split dimensions do not match: should be %d (with add_axis "
-                "every output takes one slice), found %d outputs. Fix: use %d outputs."
-                % (channels, n_out, channels), input_index=0)
+        if n_out != channels:
+            enforce(False,
+                    "Sum of split dimensions do not match: should be %d (with add_axis "
+                    "every output takes one slice), found %d outputs. Fix: use %d outputs."
+                    % (channels, n_out, channels), input_index=0)
         rest = tuple(shape[:ca]) + tuple(shape[ca + 1:])
         return ca, add_axis, [rest] * n_out
-    enforce(all(s >= 0 for s in sizes),
-            "Split sizes must be non-negative, found %s. Fix: pass sizes >= 0." % sizes)
-    enforce(sum(sizes) == channels,
-            "Sum of split dimensions do not match: should be %d, found %d (sizes %s). "
-            "Fix: make the sizes add up to the axis length %d."
-            % (channels, sum(sizes), sizes, channels), input_index=0)
+    if not (all(s >= 0 for s in sizes)):
+        enforce(False,
+                "Split sizes must be non-negative, found %s. Fix: pass sizes >= 0." % sizes)
+    if sum(sizes) != channels:
+        enforce(False,
+                "Sum of split dimensions do not match: should be %d, found %d (sizes %s). "
+                "Fix: make the sizes add up to the axis length %d."
+                % (channels, sum(sizes), sizes, channels), input_index=0)
     return ca, add_axis, [tuple(shape[:ca]) + (s,) + tuple(shape[ca + 1:]) for s in sizes]
 
 
@@ -174,9 +186,10 @@ def _split_shape(args, x, *split):
     n_out = args._num_outputs
     if split:
         _check_split_sizes_input(split[0])
-        enforce(numel(split[0].shape) == n_out,
-                "split_tensor.numel() == OutputSize(). %d vs %d. Fix: give one size "
-                "per output." % (numel(split[0].shape), n_out), input_index=1)
+        if numel(split[0].shape) != n_out:
+            enforce(False,
+                    "split_tensor.numel() == OutputSize(). %d vs %d. Fix: give one size "
+                    "per output." % (numel(split[0].shape), n_out), input_index=1)
         if not _axis_of(args)[1]:
             return [None] * n_out  # sizes are data, unknown statically
         sizes = [1] * n_out

@@ -24,8 +24,9 @@ _NUMPY = {FLOAT: np.float32, DOUBLE: np.float64, BOOL: np.bool_, INT8: np.int8,
 def expect_fill_type(x, dtype, what, index):
     """A tensor a fill reads (value, min/max, shape, iteration) must hold `dtype`."""
     name = np.dtype(dtype).name
-    check_type(x, dtype, index, "(%s: expected %s, found %s.) Fix: feed it as %s."
-               % (what, name, x.dtype.name, name))
+    if x.dtype != dtype:
+        check_type(x, dtype, index, "(%s: expected %s, found %s.) Fix: feed it as %s."
+                   % (what, name, x.dtype.name, name))
 
 
 def _cast_data_type(op, args, name="dtype"):
@@ -143,22 +144,25 @@ def out_shape(ctx, args, inputs):
     if not inputs:
         return tuple(args.shape)
     x = inputs[0]
-    enforce(hasattr(x, "shape"), "%s: input 0 must be a tensor, found %s. Fix: feed a "
-            "numpy array." % (ctx.op.type, type(x).__name__), input_index=0)
+    if not (hasattr(x, "shape")):
+        enforce(False, "%s: input 0 must be a tensor, found %s. Fix: feed a "
+                "numpy array." % (ctx.op.type, type(x).__name__), input_index=0)
     if not args.input_as_shape:
         return tuple(x.shape) + tuple(args.extra_shape)
-    enforce(x.ndim == 1, "When input_as_shape is true, the input must be a 1D tensor of "
-            "data type int64_t (expected 1 dimension, found shape %s). Fix: feed the "
-            "shape as np.array([d0, d1, ...], np.int64)." % (tuple(x.shape),),
-            input_index=0)
+    if x.ndim != 1:
+        enforce(False, "When input_as_shape is true, the input must be a 1D tensor of "
+                "data type int64_t (expected 1 dimension, found shape %s). Fix: feed the "
+                "shape as np.array([d0, d1, ...], np.int64)." % (tuple(x.shape),),
+                input_index=0)
     enforce(x.size > 0, "input.numel() > 0: with input_as_shape the shape tensor must "
             "hold at least one dimension, found an empty one. Fix: feed e.g. "
             "np.array([3], np.int64).", input_index=0)
     expect_fill_type(x, np.int64, "input_as_shape input", 0)
     dims = [int(d) for d in np.asarray(ctx.backend.to_host(x))]
-    enforce(all(d >= 0 for d in dims), "%s: input_as_shape holds a negative size, "
-            "expected sizes >= 0, found %s. Fix: feed non-negative sizes."
-            % (ctx.op.type, dims), input_index=0)
+    if not (all(d >= 0 for d in dims)):
+        enforce(False, "%s: input_as_shape holds a negative size, "
+                "expected sizes >= 0, found %s. Fix: feed non-negative sizes."
+                % (ctx.op.type, dims), input_index=0)
     return tuple(dims) + tuple(args.extra_shape)
 
 
@@ -168,9 +172,10 @@ def place(ctx, array):
 
 
 def _no_strings_on_gpu(ctx, dtype):
-    enforce(dtype != object or not ctx.device.is_gpu,
-            "%s: a STRING tensor cannot live on a GPU, found device %s. Fix: run this "
-            "fill on the CPU." % (ctx.op.type, ctx.device))
+    if not (dtype != object or not ctx.device.is_gpu):
+        enforce(False,
+                "%s: a STRING tensor cannot live on a GPU, found device %s. Fix: run this "
+                "fill on the CPU." % (ctx.op.type, ctx.device))
 
 
 # --- ConstantFill -------------------------------------------------------------------
@@ -217,16 +222,18 @@ def constant_fill(ctx, args, *inputs):
     shape = out_shape(ctx, args, inputs[:1])
     dtype = args.out_dtype
     if dtype == object:
-        enforce(len(inputs) < 2, "constant fill string from tensor is not supported "
-                "(expected no value input with dtype STRING, found %d inputs). Fix: pass "
-                "the string as the `value` argument." % len(inputs), input_index=1)
+        if not (len(inputs) < 2):
+            enforce(False, "constant fill string from tensor is not supported "
+                    "(expected no value input with dtype STRING, found %d inputs). Fix: pass "
+                    "the string as the `value` argument." % len(inputs), input_index=1)
         _no_strings_on_gpu(ctx, dtype)
         return place(ctx, np.full(shape, args.fill_value, dtype=object))
     if len(inputs) == 2:
         value = inputs[1]
-        enforce(value.size == 1, "value vector must have 1 element, found %d (shape %s). "
-                "Fix: feed a one-element tensor." % (value.size, tuple(value.shape)),
-                input_index=1)
+        if value.size != 1:
+            enforce(False, "value vector must have 1 element, found %d (shape %s). "
+                    "Fix: feed a one-element tensor." % (value.size, tuple(value.shape)),
+                    input_index=1)
         expect_fill_type(value, dtype, "ConstantFill value input", 1)
         out = ctx.xp.empty(shape, dtype=dtype)
         out[...] = value.reshape(-1)[0]
@@ -299,11 +306,12 @@ def given_tensor_fill(ctx, args, *inputs):
     values = args.fill_values
     _no_strings_on_gpu(ctx, values.dtype)
     size = numel(shape)
-    enforce(size == values.size,
-            "output->numel() == values_.numel(). %d vs %d: %s's output shape %s holds %d "
-            "elements, `values` holds %d. Fix: make `shape` (or the input's shape) match "
-            "the number of values." % (size, values.size, ctx.op.type, shape, size,
-                                       values.size))
+    if size != values.size:
+        enforce(False,
+                "output->numel() == values_.numel(). %d vs %d: %s's output shape %s holds %d "
+                "elements, `values` holds %d. Fix: make `shape` (or the input's shape) match "
+                "the number of values." % (size, values.size, ctx.op.type, shape, size,
+                                           values.size))
     return place(ctx, values.reshape(shape).copy())
 
 

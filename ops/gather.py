@@ -23,19 +23,22 @@ def _c2_type(dtype):
 
 
 def _check_index_type(info, what, input_index):
-    check_dispatch(info, INDEX_TYPES, input_index, "Expected int32 or int64 %s, found %s. "
-                   "Fix: cast %s with astype(np.int64)." % (what, info.dtype.name, what))
+    if info.dtype not in INDEX_TYPES:
+        check_dispatch(info, INDEX_TYPES, input_index, "Expected int32 or int64 %s, found %s. "
+                       "Fix: cast %s with astype(np.int64)." % (what, info.dtype.name, what))
 
 
 def _check_typed(info, expected, what, input_index):
     expected = np.dtype(expected)
-    check_type(info, expected, input_index, "%s: expected %s, found %s. Fix: cast it with "
-               "astype(np.%s)." % (what, expected.name, info.dtype.name, expected.name))
+    if info.dtype != expected:
+        check_type(info, expected, input_index, "%s: expected %s, found %s. Fix: cast it with "
+                   "astype(np.%s)." % (what, expected.name, info.dtype.name, expected.name))
 
 
 def _check_vector(info, message, what, input_index):
-    enforce(len(info.shape) == 1, "%s: expected a 1-D %s, found shape %s. Fix: reshape "
-            "it to 1-D." % (message, what, list(info.shape)), input_index=input_index)
+    if len(info.shape) != 1:
+        enforce(False, "%s: expected a 1-D %s, found shape %s. Fix: reshape "
+                "it to 1-D." % (message, what, list(info.shape)), input_index=input_index)
 
 
 # --- Gather / BatchGather ------------------------------------------------------
@@ -51,22 +54,26 @@ def _geometry(data, indices, axis, match_outer, min_dims=1):
     ndim = len(data.shape)
     if axis < 0:
         axis += ndim
-    enforce(ndim >= max(axis + 1, min_dims),
-            "DATA should be at least [axis+1]-D: expected at least %d dims for axis %d, "
-            "found shape %s. Fix: pass an axis in [-%d, %d)."
-            % (max(axis + 1, min_dims), axis, list(data.shape), ndim, ndim), input_index=0)
-    enforce(axis >= 0, "Axis should be non-negative: axis %d is below -%d for DATA of "
-            "shape %s. Fix: pass an axis in [-%d, %d)."
-            % (axis - ndim, ndim, list(data.shape), ndim, ndim), input_index=0)
+    if not (ndim >= max(axis + 1, min_dims)):
+        enforce(False,
+                "DATA should be at least [axis+1]-D: expected at least %d dims for axis %d, "
+                "found shape %s. Fix: pass an axis in [-%d, %d)."
+                % (max(axis + 1, min_dims), axis, list(data.shape), ndim, ndim), input_index=0)
+    if not (axis >= 0):
+        enforce(False, "Axis should be non-negative: axis %d is below -%d for DATA of "
+                "shape %s. Fix: pass an axis in [-%d, %d)."
+                % (axis - ndim, ndim, list(data.shape), ndim, ndim), input_index=0)
     inner = indices.shape
     if match_outer:
-        enforce(axis >= 1, "Axis should be at least 1 with match_outer: found axis %d. "
-                "Fix: drop match_outer or gather along an inner axis." % axis)
-        enforce(indices.shape[:axis] == data.shape[:axis],
-                "INDICES must have the same outer dims as DATA (before dim AXIS): expected "
-                "INDICES shape to start with %s, found %s. Fix: give INDICES one row of "
-                "indices per outer slice of DATA."
-                % (list(data.shape[:axis]), list(indices.shape)), input_index=1)
+        if not (axis >= 1):
+            enforce(False, "Axis should be at least 1 with match_outer: found axis %d. "
+                    "Fix: drop match_outer or gather along an inner axis." % axis)
+        if indices.shape[:axis] != data.shape[:axis]:
+            enforce(False,
+                    "INDICES must have the same outer dims as DATA (before dim AXIS): expected "
+                    "INDICES shape to start with %s, found %s. Fix: give INDICES one row of "
+                    "indices per outer slice of DATA."
+                    % (list(data.shape[:axis]), list(indices.shape)), input_index=1)
         inner = indices.shape[axis:]
     if data.shape[axis] == 0:  # empty batches keep DATA's shape (pytorch#13781)
         out_shape = data.shape
@@ -138,9 +145,10 @@ _GATHER_GRADIENT_ARGS = OpSchema(
 def _gather_gradient(g):
     args = _GATHER_GRADIENT_ARGS.parse_args(g.def_)
     if args.axis != 0:
-        enforce(args.dense_gradient or not args.has("dense_gradient"),
-                "Gather with axis > 0 must use dense_gradient: found dense_gradient=0 with "
-                "axis %d. Fix: drop dense_gradient or set it to True." % args.axis)
+        if not (args.dense_gradient or not args.has("dense_gradient")):
+            enforce(False,
+                    "Gather with axis > 0 must use dense_gradient: found dense_gradient=0 with "
+                    "axis %d. Fix: drop dense_gradient or set it to True." % args.axis)
         return [g.op("BatchGatherGradient", [g.I(0), g.I(1), g.GO(0)], [g.GI(0)],
                      axis=args.axis)]
     if args.dense_gradient:
@@ -206,20 +214,23 @@ BATCH_GATHER_GRADIENT = OpSchema(
 @BATCH_GATHER_GRADIENT.shape
 def _batch_gather_gradient_shape(args, data, indices, grad):
     _check_index_type(indices, "INDICES", 1)
-    enforce(data.dtype == F32, "BatchGatherGradient is not implemented on tensor of type "
-            "%s: expected float32 DATA, found %s. Fix: gather float32 data."
-            % (_c2_type(data.dtype), data.dtype.name), input_index=0)
+    if data.dtype != F32:
+        enforce(False, "BatchGatherGradient is not implemented on tensor of type "
+                "%s: expected float32 DATA, found %s. Fix: gather float32 data."
+                % (_c2_type(data.dtype), data.dtype.name), input_index=0)
     _check_typed(grad, F32, "GRAD", 2)
     geo = _geometry(data, indices, args.axis, args.match_outer, min_dims=2)
-    enforce(grad.shape[:geo.axis] == data.shape[:geo.axis],
-            "batch gather outer dimensions should match: expected GRAD shape to start with "
-            "%s, found %s. Fix: pass the gradient of this gather's output."
-            % (list(data.shape[:geo.axis]), list(grad.shape)), input_index=2)
+    if grad.shape[:geo.axis] != data.shape[:geo.axis]:
+        enforce(False,
+                "batch gather outer dimensions should match: expected GRAD shape to start with "
+                "%s, found %s. Fix: pass the gradient of this gather's output."
+                % (list(data.shape[:geo.axis]), list(grad.shape)), input_index=2)
     want = geo.outer * geo.count * geo.block
-    enforce(numel(data.shape) == 0 or numel(grad.shape) == want,
-            "BatchGatherGradient: GRAD does not match the gathered shape: expected %d "
-            "elements (shape %s), found shape %s. Fix: pass the gradient of this gather's "
-            "output." % (want, list(geo.out_shape), list(grad.shape)), input_index=2)
+    if not (numel(data.shape) == 0 or numel(grad.shape) == want):
+        enforce(False,
+                "BatchGatherGradient: GRAD does not match the gathered shape: expected %d "
+                "elements (shape %s), found shape %s. Fix: pass the gradient of this gather's "
+                "output." % (want, list(geo.out_shape), list(grad.shape)), input_index=2)
     return [TensorInfo(data.shape, data.dtype)]
 
 
@@ -252,19 +263,22 @@ SPARSE_TO_DENSE = OpSchema(
 @SPARSE_TO_DENSE.shape
 def _sparse_to_dense_shape(args, indices, values, data=None):
     _check_index_type(indices, "indices", 0)
-    enforce(values.dtype in _S2D_VALUES, "SparseToDense is not implemented on tensor of "
-            "type %s: expected float32, int32 or int64 values, found %s. Fix: cast the "
-            "values." % (_c2_type(values.dtype), values.dtype.name), input_index=1)
+    if values.dtype not in _S2D_VALUES:
+        enforce(False, "SparseToDense is not implemented on tensor of "
+                "type %s: expected float32, int32 or int64 values, found %s. Fix: cast the "
+                "values." % (_c2_type(values.dtype), values.dtype.name), input_index=1)
     _check_vector(indices, "SparseToDense: indices must be a vector", "indices", 0)
     enforce(len(values.shape) >= 1, "SparseToDense: values must have at least 1 dim, "
             "found a scalar. Fix: reshape values to (len(indices), ...).", input_index=1)
-    enforce(indices.shape[0] == values.shape[0], "SparseToDense: sparse_indices.numel() "
-            "== sparse_values.size(0): expected %d rows of values, found %d. Fix: give one "
-            "value row per index." % (indices.shape[0], values.shape[0]), input_index=1)
+    if indices.shape[0] != values.shape[0]:
+        enforce(False, "SparseToDense: sparse_indices.numel() "
+                "== sparse_values.size(0): expected %d rows of values, found %d. Fix: give one "
+                "value row per index." % (indices.shape[0], values.shape[0]), input_index=1)
     if args.output_first_dim > 0:
-        enforce(data is None, "SparseToDense: output_first_dim excludes data_to_infer_dim:"
-                " expected 2 inputs with output_first_dim=%d, found 3. Fix: drop one."
-                % args.output_first_dim, input_index=2)
+        if data is not None:
+            enforce(False, "SparseToDense: output_first_dim excludes data_to_infer_dim:"
+                    " expected 2 inputs with output_first_dim=%d, found 3. Fix: drop one."
+                    % args.output_first_dim, input_index=2)
         first = args.output_first_dim
     elif data is not None:
         enforce(len(data.shape) >= 1, "SparseToDense: data_to_infer_dim must have at "
@@ -284,8 +298,9 @@ def sparse_to_dense(ctx, args, indices, values, data=None, scatter=None):
         first = known.shape[0]
     else:
         first = int(indices.max()) + 1 if indices.size else 0
-        enforce(first >= 0, "SparseToDense: the output first dim max(indices) + 1 is "
-                "negative: found %d. Fix: use indices >= 0." % first, input_index=0)
+        if not (first >= 0):
+            enforce(False, "SparseToDense: the output first dim max(indices) + 1 is "
+                    "negative: found %d. Fix: use indices >= 0." % first, input_index=0)
     if first == 0:  # Caffe2 returns before looking at any index
         return xp.zeros((0,) + values.shape[1:], dtype=values.dtype)
     bad = (indices < 0) | (indices >= first)
@@ -338,8 +353,9 @@ def _check_segment_ids(ids, n, message, input_index=1):
     _check_vector(ids, "SEGMENT_IDS must be a vector", "SEGMENT_IDS", input_index)
     _check_typed(ids, I32, "SEGMENT_IDS", input_index)
     if n is not None:
-        enforce(ids.shape[0] == n, "%s: expected %d segment ids, found %d. Fix: give one "
-                "id per row." % (message, n, ids.shape[0]), input_index=input_index)
+        if ids.shape[0] != n:
+            enforce(False, "%s: expected %d segment ids, found %d. Fix: give one "
+                    "id per row." % (message, n, ids.shape[0]), input_index=input_index)
 
 
 def _check_ids_range(xp, ids, k):
@@ -356,11 +372,13 @@ def _segment_shape(args, data, ids):
             "a scalar. Fix: reshape DATA to (len(SEGMENT_IDS), ...).", input_index=0)
     _check_segment_ids(ids, data.shape[0],
                        "DATA must have the same first dimension as SEGMENT_IDS")
-    enforce(data.dtype == F32, "Unsupported input type: %s: expected float32 DATA, found "
-            "%s. Fix: cast it with astype(np.float32)." % (_c2_type(data.dtype),
-                                                           data.dtype.name), input_index=0)
-    enforce(args.num_segments >= -1, "UnsortedSegment: num_segments must be -1 (infer) or "
-            ">= 0, found %d. Fix: pass num_segments >= 0." % args.num_segments)
+    if data.dtype != F32:
+        enforce(False, "Unsupported input type: %s: expected float32 DATA, found "
+                "%s. Fix: cast it with astype(np.float32)." % (_c2_type(data.dtype),
+                                                               data.dtype.name), input_index=0)
+    if not (args.num_segments >= -1):
+        enforce(False, "UnsortedSegment: num_segments must be -1 (infer) or "
+                ">= 0, found %d. Fix: pass num_segments >= 0." % args.num_segments)
     if args.num_segments == -1:
         return [None]  # max(SEGMENT_IDS) + 1: known only at run time
     return [TensorInfo((args.num_segments,) + data.shape[1:], data.dtype)]

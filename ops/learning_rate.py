@@ -39,17 +39,21 @@ def iter_op(ctx, args, *inputs):
                       "soon. More specifically, IterOp now requires an explicit in-place "
                       "input and output.")
             counter = np.zeros(1, dtype=np.int64)
-    enforce(counter.size == 1, "The output of IterOp exists, but not of the right size "
-            "(expected 1 element, found %d). Fix: initialize it with shape=[1]."
-            % counter.size, input_index=0)
-    enforce(counter.dtype == np.int64, "Iter: the counter must be int64, found %s (Caffe2 "
-            "reinterprets it as garbage). Fix: initialize it with ConstantFill(..., "
-            "dtype=core.DataType.INT64) or np.int64." % counter.dtype, input_index=0)
+    if counter.size != 1:
+        enforce(False, "The output of IterOp exists, but not of the right size "
+                "(expected 1 element, found %d). Fix: initialize it with shape=[1]."
+                % counter.size, input_index=0)
+    if counter.dtype != np.int64:
+        enforce(False, "Iter: the counter must be int64, found %s (Caffe2 "
+                "reinterprets it as garbage). Fix: initialize it with ConstantFill(..., "
+                "dtype=core.DataType.INT64) or np.int64." % counter.dtype, input_index=0)
     value = int(np.asarray(counter).reshape(-1)[0])
-    enforce(value >= 0, "Previous iteration number is negative (found %d). Fix: start "
-            "the counter at 0." % value, input_index=0)
-    enforce(value < np.iinfo(np.int64).max, "Overflow will happen! (the counter is at "
-            "the int64 maximum %d). Fix: reset it." % value, input_index=0)
+    if not (value >= 0):
+        enforce(False, "Previous iteration number is negative (found %d). Fix: start "
+                "the counter at 0." % value, input_index=0)
+    if not (value < np.iinfo(np.int64).max):
+        enforce(False, "Overflow will happen! (the counter is at "
+                "the int64 maximum %d). Fix: reset it." % value, input_index=0)
     return np.full(counter.shape, value + 1, dtype=np.int64)
 
 
@@ -57,8 +61,9 @@ def iter_op(ctx, args, *inputs):
 
 def _cdiv(a, b, what):
     """C++ integer division (truncates toward zero); Caffe2 crashed on b == 0."""
-    enforce(b != 0, "LearningRate: %s is 0 and the policy divides by it (Caffe2 crashes "
-            "with SIGFPE). Fix: pass a positive %s." % (what, what))
+    if b == 0:
+        enforce(False, "LearningRate: %s is 0 and the policy divides by it (Caffe2 crashes "
+                "with SIGFPE). Fix: pass a positive %s." % (what, what))
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b > 0) else -q
 
@@ -283,8 +288,9 @@ def _learning_rate_shape(args, it):
 
 @LEARNING_RATE.kernel
 def learning_rate(ctx, args, it):
-    check_type(it, I64, 0, "(LearningRate iteration input: expected int64, found %s.) "
-               "Fix: feed it as int64." % it.dtype.name)
+    if it.dtype != I64:
+        check_type(it, I64, 0, "(LearningRate iteration input: expected int64, found %s.) "
+                   "Fix: feed it as int64." % it.dtype.name)
     enforce(it.size >= 1, "LearningRate: the iteration input is empty, expected one "
             "int64 element. Fix: feed the Iter counter (shape [1]).", input_index=0)
     step = int(np.asarray(ctx.backend.to_host(it)).reshape(-1)[0])

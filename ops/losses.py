@@ -17,17 +17,19 @@ LOG_THRESHOLD = 1e-20  # Caffe2's kLOG_THRESHOLD: log() never sees less than thi
 
 def expect_loss_type(op_type, what, x, index, expected=F32):
     """Caffe2's fixed-type read (`X.data<float>()`)."""
-    check_type(x, expected, index, "%s expects %s (input %d) as %s, found %s. Fix: cast "
-               "it, e.g. x.astype(np.%s)." % (op_type, what, index, expected.name,
-                                              x.dtype.name, expected.name))
+    if x.dtype != expected:
+        check_type(x, expected, index, "%s expects %s (input %d) as %s, found %s. Fix: cast "
+                   "it, e.g. x.astype(np.%s)." % (op_type, what, index, expected.name,
+                                                  x.dtype.name, expected.name))
 
 
 def expect_shape_like(op_type, cond, a_name, a, b_name, b, index):
-    enforce(a.shape == b.shape,
-            "%s. %s: %s and %s must have identical shapes: expected %s, found %s. Fix: "
-            "feed %s shaped like %s." % (cond, op_type, a_name, b_name, list(a.shape),
-                                         list(b.shape), b_name, a_name),
-            input_index=index)
+    if a.shape != b.shape:
+        enforce(False,
+                "%s. %s: %s and %s must have identical shapes: expected %s, found %s. Fix: "
+                "feed %s shaped like %s." % (cond, op_type, a_name, b_name, list(a.shape),
+                                             list(b.shape), b_name, a_name),
+                input_index=index)
 
 
 def f32_scalar(xp, value):
@@ -37,10 +39,11 @@ def f32_scalar(xp, value):
 def first_value(op_type, what, x, index):
     """Caffe2 read element 0 of a gradient scalar (a DCHECK guarded its size)."""
     expect_loss_type(op_type, what, x, index)
-    enforce(x.size == 1,
-            "%s: %s must hold exactly one value (the loss gradient), found shape %s. "
-            "Fix: feed a scalar or a 1-element tensor." % (op_type, what, list(x.shape)),
-            input_index=index)
+    if x.size != 1:
+        enforce(False,
+                "%s: %s must hold exactly one value (the loss gradient), found shape %s. "
+                "Fix: feed a scalar or a 1-element tensor." % (op_type, what, list(x.shape)),
+                input_index=index)
     return x.reshape(())
 
 
@@ -59,10 +62,11 @@ SQUARED_L2_GRAD = OpSchema("SquaredL2DistanceGradient", inputs=3, outputs=2,
 def _l2_rows(op_type, x, y):
     expect_loss_type(op_type, "X", x, 0)
     expect_loss_type(op_type, "Y", y, 1)
-    enforce(x.ndim == y.ndim,
-            "X.dim() == Y.dim(). %d vs %d. %s: X and Y must have identical shapes, found "
-            "%s and %s. Fix: reshape Y like X." % (x.ndim, y.ndim, op_type, list(x.shape),
-                                                   list(y.shape)), input_index=1)
+    if x.ndim != y.ndim:
+        enforce(False,
+                "X.dim() == Y.dim(). %d vs %d. %s: X and Y must have identical shapes, found "
+                "%s and %s. Fix: reshape Y like X." % (x.ndim, y.ndim, op_type, list(x.shape),
+                                                       list(y.shape)), input_index=1)
     expect_shape_like(op_type, "X.dim32(i) == Y.dim32(i)", "X", x, "Y", y, 1)
     n = x.shape[0] if x.ndim > 0 else 1
     return n, (x.size // n if n > 0 else 0)
@@ -90,11 +94,12 @@ def squared_l2_distance_gradient(ctx, args, x, y, dz):
     op_type = "SquaredL2DistanceGradient"
     n, d = _l2_rows(op_type, x, y)
     expect_loss_type(op_type, "dDistance", dz, 2)
-    enforce(dz.ndim == 1 and dz.shape[0] == n,
-            "dDistance.dim() == 1 && dDistance.dim32(0) == N. %s: dDistance must be 1-D "
-            "of length N=%d (one value per row of X), found shape %s. Fix: feed the "
-            "gradient of SquaredL2Distance's output." % (op_type, n, list(dz.shape)),
-            input_index=2)
+    if not (dz.ndim == 1 and dz.shape[0] == n):
+        enforce(False,
+                "dDistance.dim() == 1 && dDistance.dim32(0) == N. %s: dDistance must be 1-D "
+                "of length N=%d (one value per row of X), found shape %s. Fix: feed the "
+                "gradient of SquaredL2Distance's output." % (op_type, n, list(dz.shape)),
+                input_index=2)
     dx = ((x - y).reshape(n, d) * dz.reshape(n, 1)).reshape(x.shape)
     return dx, -dx
 
@@ -157,10 +162,11 @@ def make_two_class(ctx, args, x):
 @MAKE_TWO_CLASS_GRAD.kernel
 def make_two_class_gradient(ctx, args, dy):
     expect_loss_type("MakeTwoClassGradient", "dY", dy, 0)
-    enforce(dy.ndim >= 1 and dy.shape[-1] == 2,
-            "shape.back() == 2. MakeTwoClassGradient: dY must end in a dimension of 2 "
-            "(one column per class), found shape %s. Fix: feed the gradient of "
-            "MakeTwoClass's output." % (list(dy.shape),), input_index=0)
+    if not (dy.ndim >= 1 and dy.shape[-1] == 2):
+        enforce(False,
+                "shape.back() == 2. MakeTwoClassGradient: dY must end in a dimension of 2 "
+                "(one column per class), found shape %s. Fix: feed the gradient of "
+                "MakeTwoClass's output." % (list(dy.shape),), input_index=0)
     return dy[..., 1] - dy[..., 0]
 
 
@@ -193,15 +199,17 @@ def _int_labels(op_type, x, label):
     expect_loss_type(op_type, "X", x, 0)
     expect_loss_type(op_type, "label", label, 1, I32)
     n, d = _rows(x)
-    enforce(label.ndim == 1 or (label.ndim == 2 and label.shape[1] == 1),
-            "(label.dim() == 1) || (label.dim() == 2 && label.dim32(1) == 1). %s: label "
-            "must be 1-D or (N, 1), found shape %s. Fix: one int32 class index per row."
-            % (op_type, list(label.shape)), input_index=1)
-    enforce(label.shape[0] == n,
-            "label.dim32(0) == N. %d vs %d. %s: expected one label per row of X (N=%d, X "
-            "shape %s), found %d. Fix: feed labels of the same batch size."
-            % (label.shape[0], n, op_type, n, list(x.shape), label.shape[0]),
-            input_index=1)
+    if not (label.ndim == 1 or (label.ndim == 2 and label.shape[1] == 1)):
+        enforce(False,
+                "(label.dim() == 1) || (label.dim() == 2 && label.dim32(1) == 1). %s: label "
+                "must be 1-D or (N, 1), found shape %s. Fix: one int32 class index per row."
+                % (op_type, list(label.shape)), input_index=1)
+    if label.shape[0] != n:
+        enforce(False,
+                "label.dim32(0) == N. %d vs %d. %s: expected one label per row of X (N=%d, X "
+                "shape %s), found %d. Fix: feed labels of the same batch size."
+                % (label.shape[0], n, op_type, n, list(x.shape), label.shape[0]),
+                input_index=1)
     label = label.reshape(-1)
     if bool(((label < 0) | (label >= d)).any()):
         raise EnforceError(
@@ -217,10 +225,11 @@ def value_range(values, kind=int):
 
 def _grad_rows(op_type, dy, n, index=2):
     expect_loss_type(op_type, "dY", dy, index)
-    enforce(dy.ndim == 1 and dy.shape[0] == n,
-            "dY.dim() == 1 && dY.dim32(0) == N. %s: dY must be 1-D of length N=%d, found "
-            "shape %s. Fix: feed the gradient of the forward output Y (shape (N,))."
-            % (op_type, n, list(dy.shape)), input_index=index)
+    if not (dy.ndim == 1 and dy.shape[0] == n):
+        enforce(False,
+                "dY.dim() == 1 && dY.dim32(0) == N. %s: dY must be 1-D of length N=%d, found "
+                "shape %s. Fix: feed the gradient of the forward output Y (shape (N,))."
+                % (op_type, n, list(dy.shape)), input_index=index)
 
 
 @LABEL_XENT.shape
@@ -256,21 +265,24 @@ def _soft_labels(op_type, x, label):
     expect_loss_type(op_type, "X", x, 0)
     expect_loss_type(op_type, "label", label, 1)
     n, d = _rows(x)
-    enforce(label.ndim == 1 or (label.ndim == 2 and label.shape[1] == d),
-            "(label.dim() == 1) || (label.dim() == 2 && label.dim32(1) == D). %s: label "
-            "must be (N, D) = (%d, %d) probabilities, found shape %s. Fix: one "
-            "probability row per row of X." % (op_type, n, d, list(label.shape)),
-            input_index=1)
-    enforce(label.shape[0] == n,
-            "label.dim32(0) == N. %d vs %d. %s: expected %d label rows (X shape %s), "
-            "found %d. Fix: feed labels of the same batch size."
-            % (label.shape[0], n, op_type, n, list(x.shape), label.shape[0]),
-            input_index=1)
+    if not (label.ndim == 1 or (label.ndim == 2 and label.shape[1] == d)):
+        enforce(False,
+                "(label.dim() == 1) || (label.dim() == 2 && label.dim32(1) == D). %s: label "
+                "must be (N, D) = (%d, %d) probabilities, found shape %s. Fix: one "
+                "probability row per row of X." % (op_type, n, d, list(label.shape)),
+                input_index=1)
+    if label.shape[0] != n:
+        enforce(False,
+                "label.dim32(0) == N. %d vs %d. %s: expected %d label rows (X shape %s), "
+                "found %d. Fix: feed labels of the same batch size."
+                % (label.shape[0], n, op_type, n, list(x.shape), label.shape[0]),
+                input_index=1)
     # Caffe2 read N*D values even from a 1-D label; only D == 1 made that valid.
-    enforce(label.size == n * d,
-            "%s: a 1-D label holds %d values but X needs N*D = %d (Caffe2 read past its "
-            "end). Fix: feed label shaped (N, D) = (%d, %d)."
-            % (op_type, label.size, n * d, n, d), input_index=1)
+    if label.size != n * d:
+        enforce(False,
+                "%s: a 1-D label holds %d values but X needs N*D = %d (Caffe2 read past its "
+                "end). Fix: feed label shaped (N, D) = (%d, %d)."
+                % (op_type, label.size, n * d, n, d), input_index=1)
     return n, d, label.reshape(n, d)
 
 

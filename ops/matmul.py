@@ -15,28 +15,35 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 from ._common import canonical_axis, dims_text, numel, type_mismatch, unsupported_type
 
 
+_F32, _F32_F16 = (np.dtype(np.float32),), (np.dtype(np.float32), np.dtype(np.float16))
+
+
 def _check_float(ctx, op_type, arrays, names, half_on_gpu, dispatch):
     """Input 0 picks the type (float32, or float16 on a GPU where Caffe2 had a half
     kernel); every other float input must hold that same type. Returns the dtype."""
-    allowed = ("float32", "float16") if half_on_gpu and ctx.device.is_gpu else ("float32",)
-    lead = np.dtype(arrays[0].dtype)
-    if lead.name not in allowed:
+    allowed = _F32_F16 if half_on_gpu and ctx.device.is_gpu else _F32
+    lead = arrays[0].dtype
+    if lead not in allowed:
+        allowed = [d.name for d in allowed]
         head = unsupported_type(lead) if dispatch else type_mismatch(np.float32, lead)
         enforce(False, "%s (%s input %s: expected %s, found %s. Fix: feed %s data or "
                 "Cast(to=FLOAT) first.)" % (head, op_type, names[0], " or ".join(allowed),
                                              lead.name, allowed[0]), input_index=0)
     for k, array in enumerate(arrays[1:], 1):
-        enforce(np.dtype(array.dtype) == lead,
-                "%s (%s input %s: expected %s like input %s, found %s. Fix: give every "
-                "operand the same float dtype.)" % (
-                    type_mismatch(lead, array.dtype), op_type, names[k], lead.name,
-                    names[0], np.dtype(array.dtype).name), input_index=k)
+        if array.dtype != lead:
+            enforce(False,
+                    "%s (%s input %s: expected %s like input %s, found %s. Fix: give every "
+                    "operand the same float dtype.)" % (
+                        type_mismatch(lead, array.dtype), op_type, names[k], lead.name,
+                        names[0], np.dtype(array.dtype).name), input_index=k)
     return lead
 
 
 def _axis(axis, shape, op_type, what, input_index):
     """canonical_axis with the operand named in the message."""
     ndim = len(shape)
+    if -ndim <= axis < ndim:
+        return axis + ndim if axis < 0 else axis
     return canonical_axis(axis, ndim, "(%s: axis %d of %s with shape %s: expected -%d <= "
                           "axis < %d. Fix: pass an axis inside the rank.)"
                           % (op_type, axis, what, list(shape), ndim, ndim), input_index)
@@ -47,9 +54,10 @@ def _axis(axis, shape, op_type, what, input_index):
 def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
     """(canonical axis, M, K, N) with Caffe2's checks; `third` is b or dY's shape."""
     if not gradient:
-        enforce(len(third) == 1, "b.dim() == 1. %d (%s: expected a 1-D bias of N "
-                "elements, found shape %s. Fix: reshape b to (N,).)"
-                % (len(third), op_type, list(third)), input_index=2)
+        if len(third) != 1:
+            enforce(False, "b.dim() == 1. %d (%s: expected a 1-D bias of N "
+                    "elements, found shape %s. Fix: reshape b to (N,).)"
+                    % (len(third), op_type, list(third)), input_index=2)
     axis = _axis(args.axis, x, op_type, "X", 0)
     m, k = numel(x[:axis]), numel(x[axis:])
     axis_w = _axis(args.axis_w, w, op_type, "W", 1)
@@ -60,20 +68,24 @@ def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
     w_shape = "(K, N) = (%d, %d)" % (k, n) if transposed else "(N, K) = (%d, %d)" % (n, k)
     if not gradient:
         # Caffe2 computes X.numel() / K and W.numel() / N: zero crashed the process.
-        enforce(k > 0 and n > 0, "%s (%s: expected K = X.size_from_dim(axis) > 0 "
-                "and N > 0, found K=%d, N=%d. Fix: give X and W non-empty feature "
-                "dimensions.)" % (text, op_type, k, n), input_index=0 if k == 0 else 1)
-    enforce(k * n == numel(w), "%s (%s: expected W to hold K*N = %d elements as %s, "
-            "found %d. Fix: make W's size match X.size_from_dim(axis) = %d or change "
-            "axis/axis_w.)" % (text, op_type, k * n, w_shape, numel(w), k), input_index=1)
+        if not (k > 0 and n > 0):
+            enforce(False, "%s (%s: expected K = X.size_from_dim(axis) > 0 "
+                    "and N > 0, found K=%d, N=%d. Fix: give X and W non-empty feature "
+                    "dimensions.)" % (text, op_type, k, n), input_index=0 if k == 0 else 1)
+    if k * n != numel(w):
+        enforce(False, "%s (%s: expected W to hold K*N = %d elements as %s, "
+                "found %d. Fix: make W's size match X.size_from_dim(axis) = %d or change "
+                "axis/axis_w.)" % (text, op_type, k * n, w_shape, numel(w), k), input_index=1)
     if gradient:
-        enforce(numel(third) == m * n, "%s (%s: expected dY to hold M*N = %d elements, "
-                "found %d. Fix: pass the gradient of the forward output.)"
-                % (text, op_type, m * n, numel(third)), input_index=2)
+        if numel(third) != m * n:
+            enforce(False, "%s (%s: expected dY to hold M*N = %d elements, "
+                    "found %d. Fix: pass the gradient of the forward output.)"
+                    % (text, op_type, m * n, numel(third)), input_index=2)
     else:
-        enforce(third[0] == n, "%s (%s: expected b to have N = %d elements, found %d. "
-                "Fix: give b one entry per output unit.)" % (text, op_type, n, third[0]),
-                input_index=2)
+        if third[0] != n:
+            enforce(False, "%s (%s: expected b to have N = %d elements, found %d. "
+                    "Fix: give b one entry per output unit.)" % (text, op_type, n, third[0]),
+                    input_index=2)
     return axis, m, k, n
 
 
@@ -158,15 +170,17 @@ FC_TRANSPOSED.gradient(_fc_gradient_maker)
 def _bmm_shape(args, a, b):
     """Output shape of BatchMatMul with Caffe2's checks (1-D operands as numpy)."""
     ta, tb = args.trans_a, args.trans_b
-    enforce(len(a) >= 1 and len(b) >= 1, "BatchMatMul needs operands of rank >= 1, found "
-            "A %s and B %s. Fix: reshape scalars to (1,)." % (list(a), list(b)),
-            input_index=0 if len(a) == 0 else 1)
+    if not (len(a) >= 1 and len(b) >= 1):
+        enforce(False, "BatchMatMul needs operands of rank >= 1, found "
+                "A %s and B %s. Fix: reshape scalars to (1,)." % (list(a), list(b)),
+                input_index=0 if len(a) == 0 else 1)
 
     def need(expr, got, what, want, index):
-        enforce(got == want, "%s == %s. %d vs %d (BatchMatMul: expected %s = %d, found "
-                "%d. Fix: make the contracted dimensions of A %s and B %s agree, or set "
-                "trans_a/trans_b.)" % (expr, what, got, want, expr, want, got, list(a),
-                                       list(b)), input_index=index)
+        if got != want:
+            enforce(False, "%s == %s. %d vs %d (BatchMatMul: expected %s = %d, found "
+                    "%d. Fix: make the contracted dimensions of A %s and B %s agree, or set "
+                    "trans_a/trans_b.)" % (expr, what, got, want, expr, want, got, list(a),
+                                           list(b)), input_index=index)
 
     if len(a) == 1 and len(b) == 1:
         need("A.numel()", a[0], "B.numel()", b[0], 1)
@@ -191,15 +205,17 @@ def _bmm_shape(args, a, b):
     ab = (1,) * (nd - len(a) + 2) + tuple(a[:-2])
     bb = (1,) * (nd - len(b) + 2) + tuple(b[:-2])
     for da, db in zip(ab, bb):
-        enforce(da == db or da <= 1 or db <= 1,
-                "A_broadcast_dims[i] == B_broadcast_dims[i] || A_broadcast_dims[i] <= 1 || "
-                "B_broadcast_dims[i] <= 1. (BatchMatMul: batch dims %s of A and %s of B "
-                "cannot broadcast (%d vs %d). Fix: make the leading dims equal or 1.)"
-                % (list(a[:-2]), list(b[:-2]), da, db))
-    enforce(ab == bb or args.broadcast,
-            "broadcast_. (BatchMatMul: batch dims of A %s and B %s differ, which needs "
-            "broadcast=1; found broadcast=0. Fix: pass broadcast=1 (no gradient then) or "
-            "give both operands the same batch dims.)" % (list(a), list(b)))
+        if not (da == db or da <= 1 or db <= 1):
+            enforce(False,
+                    "A_broadcast_dims[i] == B_broadcast_dims[i] || A_broadcast_dims[i] <= 1 || "
+                    "B_broadcast_dims[i] <= 1. (BatchMatMul: batch dims %s of A and %s of B "
+                    "cannot broadcast (%d vs %d). Fix: make the leading dims equal or 1.)"
+                    % (list(a[:-2]), list(b[:-2]), da, db))
+    if not (ab == bb or args.broadcast):
+        enforce(False,
+                "broadcast_. (BatchMatMul: batch dims of A %s and B %s differ, which needs "
+                "broadcast=1; found broadcast=0. Fix: pass broadcast=1 (no gradient then) or "
+                "give both operands the same batch dims.)" % (list(a), list(b)))
     batch = tuple(0 if 0 in (da, db) else max(da, db) for da, db in zip(ab, bb))
     return batch + (m, n)
 
@@ -235,11 +251,12 @@ def batch_matmul(ctx, args, a, b):
 
 @BATCH_MATMUL.gradient(copy_args=False)
 def _batch_matmul_gradient(g):
-    enforce(not g.arg("broadcast", 0),
-            "Gradient is currently not supported with broadcast=1 for BatchMatMul. "
-            "(op %s -> %s. Fix: build the forward op without broadcast, e.g. tile the "
-            "smaller operand to the full batch first.)" % (list(g.def_.input),
-                                                           list(g.def_.output)))
+    if g.arg('broadcast', 0):
+        enforce(False,
+                "Gradient is currently not supported with broadcast=1 for BatchMatMul. "
+                "(op %s -> %s. Fix: build the forward op without broadcast, e.g. tile the "
+                "smaller operand to the full batch first.)" % (list(g.def_.input),
+                                                               list(g.def_.output)))
     return _matmul_gradient_ops(g, "BatchMatMul", bool(g.arg("trans_a", 0)),
                                 bool(g.arg("trans_b", 0)), None, None)
 
@@ -282,11 +299,12 @@ def _matmul_geometry(args, a, b):
     ta, tb = bool(args.trans_a), bool(args.trans_b)
     am, ak = a2[::-1] if ta else a2
     bk, bn = b2[::-1] if tb else b2
-    enforce(ak == bk, "Dimension mismatch: %s%d %d%s%d %d (MatMul: expected A's columns "
-            "to equal B's rows, found %d vs %d after axis_a=%d, axis_b=%d and "
-            "transposition. Fix: change trans_a/trans_b or the axes.)"
-            % ("trans(A): " if ta else "A: ", am, ak, ", trans(B): " if tb else ", B: ",
-               bk, bn, ak, bk, args.axis_a, args.axis_b), input_index=1)
+    if ak != bk:
+        enforce(False, "Dimension mismatch: %s%d %d%s%d %d (MatMul: expected A's columns "
+                "to equal B's rows, found %d vs %d after axis_a=%d, axis_b=%d and "
+                "transposition. Fix: change trans_a/trans_b or the axes.)"
+                % ("trans(A): " if ta else "A: ", am, ak, ", trans(B): " if tb else ", B: ",
+                   bk, bn, ak, bk, args.axis_a, args.axis_b), input_index=1)
     return a2, b2, (am, bn)
 
 
@@ -294,10 +312,11 @@ def _matmul_out_shape(y, like):
     """With a third input (gradient ops) Y takes that input's shape."""
     if like is None:
         return y
-    enforce(numel(like) == numel(y), "MatMul: the third input gives Y its shape, so "
-            "expected it to hold %d elements like the %dx%d product, found shape %s. Fix: "
-            "pass the forward operand this gradient is for."
-            % (numel(y), y[0], y[1], list(like)), input_index=2)
+    if numel(like) != numel(y):
+        enforce(False, "MatMul: the third input gives Y its shape, so "
+                "expected it to hold %d elements like the %dx%d product, found shape %s. Fix: "
+                "pass the forward operand this gradient is for."
+                % (numel(y), y[0], y[1], list(like)), input_index=2)
     return tuple(like)
 
 

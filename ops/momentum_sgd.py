@@ -84,11 +84,12 @@ def momentum_sgd_update(ctx, args, grad, moment, lr, param):
     xp, op = ctx.xp, "MomentumSGDUpdate"
     _momentum_sgd_update_shape(args, *infos(grad, moment, lr, param))
     # Caffe2 subtracted from the output buffer without sizing it: only in place works.
-    enforce(ctx.inplace(3, 2),
-            "%s updates param in place: expected output 2 to be input 3 ('%s'), found "
-            "'%s'. Fix: name the param blob as output 2." % (op, ctx.input_names[3],
-                                                             ctx.output_names[2]),
-            input_index=3)
+    if not (ctx.inplace(3, 2)):
+        enforce(False,
+                "%s updates param in place: expected output 2 to be input 3 ('%s'), found "
+                "'%s'. Fix: name the param blob as output 2." % (op, ctx.input_names[3],
+                                                                 ctx.output_names[2]),
+                input_index=3)
     g = as_float32(xp, grad, op, "grad", 0, ctx.inplace(0, 0))
     m = as_float32(xp, moment, op, "moment", 1, ctx.inplace(1, 1))
     w = as_float32(xp, param, op, "param", 3, True)

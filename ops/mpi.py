@@ -40,18 +40,20 @@ def _runtime():
 
 
 def _world(op_type, value):
-    enforce(isinstance(value, MPICommonWorld),
-            "%s: input 0 must be a common world made by MPICreateCommonWorld, found %s."
-            " Fix: run MPICreateCommonWorld([], ['comm']) first and pass 'comm' as "
-            "input 0." % (op_type, type(value).__name__), input_index=0)
+    if not (isinstance(value, MPICommonWorld)):
+        enforce(False,
+                "%s: input 0 must be a common world made by MPICreateCommonWorld, found %s."
+                " Fix: run MPICreateCommonWorld([], ['comm']) first and pass 'comm' as "
+                "input 0." % (op_type, type(value).__name__), input_index=0)
     return value
 
 
 def _float(op_type, x, index=1):
-    enforce(isinstance(x, np.ndarray) and x.dtype == np.float32,
-            "%s: Tensor type mismatch, caller expects elements to be float while tensor "
-            "contains %s. (Caffe2 registered the float kernel only; cast to float32.)"
-            % (op_type, getattr(x, "dtype", type(x).__name__)), input_index=index)
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32):
+        enforce(False,
+                "%s: Tensor type mismatch, caller expects elements to be float while tensor "
+                "contains %s. (Caffe2 registered the float kernel only; cast to float32.)"
+                % (op_type, getattr(x, "dtype", type(x).__name__)), input_index=index)
 
 
 def _label(ctx):
@@ -107,8 +109,9 @@ def mpi_broadcast(ctx, args, world, x):
     enforce(isinstance(x, np.ndarray), "Output is of wrong type.", input_index=1)
     enforce(x.size > 0, "Broadcast op uses in-place operation so the output should be "
             "already allocated.", input_index=1)
-    enforce(0 <= args.root < world.size, "MPIBroadcast: root %d is not a rank of the "
-            "%d-rank common world." % (args.root, world.size))
+    if not (0 <= args.root < world.size):
+        enforce(False, "MPIBroadcast: root %d is not a rank of the "
+                "%d-rank common world." % (args.root, world.size))
     out = np.array(x, copy=True, order="C")
     comm.wait([world.comm.Ibcast([out.reshape(-1).view(np.uint8), MPI.BYTE],
                                  root=args.root)], _label(ctx), range(world.size))
@@ -129,8 +132,9 @@ def mpi_reduce(ctx, args, world, x):
     comm, MPI = _runtime()
     world = _world("MPIReduce", world)
     _float("MPIReduce", x)
-    enforce(0 <= args.root < world.size, "MPIReduce: root %d is not a rank of the "
-            "%d-rank common world." % (args.root, world.size))
+    if not (0 <= args.root < world.size):
+        enforce(False, "MPIReduce: root %d is not a rank of the "
+                "%d-rank common world." % (args.root, world.size))
     send = np.asarray(x, order="C")
     out = np.zeros_like(send)
     comm.wait([world.comm.Ireduce(send, out, op=MPI.SUM, root=args.root)], _label(ctx),
@@ -196,10 +200,11 @@ def _check_receive(args):
 
 
 def _int_blob(op_type, value, index, what):
-    enforce(isinstance(value, np.ndarray) and value.dtype == np.int32 and value.size >= 1,
-            "%s: input %d (%s) must be an int32 tensor, found %s." % (
-                op_type, index, what, getattr(value, "dtype", type(value).__name__)),
-            input_index=index)
+    if not (isinstance(value, np.ndarray) and value.dtype == np.int32 and value.size >= 1):
+        enforce(False,
+                "%s: input %d (%s) must be an int32 tensor, found %s." % (
+                    op_type, index, what, getattr(value, "dtype", type(value).__name__)),
+                input_index=index)
     return int(value.reshape(-1)[0])
 
 
@@ -254,10 +259,11 @@ def mpi_receive_tensor(ctx, args, world, x, *rest):
     template = ctx.output_value(0)
     if not isinstance(template, np.ndarray):
         template = x
-    enforce(isinstance(template, np.ndarray) and template.size > 0,
-            "MPIReceiveTensor receives into the tensor output 0 ('%s') already holds, as "
-            "Caffe2 did; found %s. Fix: feed a tensor of the expected shape and dtype "
-            "first." % (ctx.output_names[0], type(template).__name__))
+    if not (isinstance(template, np.ndarray) and template.size > 0):
+        enforce(False,
+                "MPIReceiveTensor receives into the tensor output 0 ('%s') already holds, as "
+                "Caffe2 did; found %s. Fix: feed a tensor of the expected shape and dtype "
+                "first." % (ctx.output_names[0], type(template).__name__))
     out = np.array(template, copy=True, order="C")
     status = MPI.Status()
     request = world.comm.Irecv([out.reshape(-1).view(np.uint8), MPI.BYTE], source=src,

@@ -7,6 +7,8 @@ emulated GPUs the reduction is a numpy sum with the same semantics and
 device bookkeeping; the CuPy executor lowers these ops to NCCL.
 """
 
+import numpy as np
+
 from graphnet.devices import device_name
 from graphnet.errors import EnforceError
 from graphnet.registry import Arg, INF, OpSchema, TensorInfo, enforce
@@ -36,23 +38,29 @@ def _reduce_devices(schema, op_device, n_in, n_out, input_devices):
     return wanted, [op_device] * n_out
 
 
+_NCCL_FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
+
+
 def _same_float_inputs(op_type, inputs):
     dtype = inputs[0].dtype
     for i, x in enumerate(inputs):
-        enforce(x.dtype == dtype and dtype.name in ("float32", "float16"),
-                "%s: all inputs must be float32 or all float16; input %d is %s (input 0 "
-                "is %s). Fix: cast with a Cast op or feed float32." % (
-                    op_type, i, x.dtype, dtype), input_index=i)
-        enforce(x.shape == inputs[0].shape,
-                "%s requires inputs to be of same shape: input %d is %s, input 0 is %s."
-                % (op_type, i, list(x.shape), list(inputs[0].shape)), input_index=i)
+        if not (x.dtype == dtype and dtype in _NCCL_FLOATS):
+            enforce(False,
+                    "%s: all inputs must be float32 or all float16; input %d is %s (input 0 "
+                    "is %s). Fix: cast with a Cast op or feed float32." % (
+                        op_type, i, x.dtype, dtype), input_index=i)
+        if x.shape != inputs[0].shape:
+            enforce(False,
+                    "%s requires inputs to be of same shape: input %d is %s, input 0 is %s."
+                    % (op_type, i, list(x.shape), list(inputs[0].shape)), input_index=i)
 
 
 def _identical_shapes(args, *infos):
     for i, info in enumerate(infos):
-        enforce(info.shape == infos[0].shape,
-                "NCCLAllreduce requires inputs to be of same shape (input %d: %s, input 0:"
-                " %s)" % (i, list(info.shape), list(infos[0].shape)))
+        if info.shape != infos[0].shape:
+            enforce(False,
+                    "NCCLAllreduce requires inputs to be of same shape (input %d: %s, input 0:"
+                    " %s)" % (i, list(info.shape), list(infos[0].shape)))
     return [TensorInfo(infos[0].shape, infos[0].dtype) for _ in infos]
 
 
@@ -72,9 +80,10 @@ def _allreduce_shape(args, *infos):
 
 @ALLREDUCE.kernel
 def nccl_allreduce(ctx, args, *inputs):
-    enforce(ctx.num_outputs in (1, len(inputs)),
-            "NCCLAllreduce: %d outputs for %d inputs; use one output per input (or one "
-            "output for a reduce to the root)." % (ctx.num_outputs, len(inputs)))
+    if ctx.num_outputs not in (1, len(inputs)):
+        enforce(False,
+                "NCCLAllreduce: %d outputs for %d inputs; use one output per input (or one "
+                "output for a reduce to the root)." % (ctx.num_outputs, len(inputs)))
     _same_float_inputs("NCCLAllreduce", inputs)
     total = inputs[0].astype(inputs[0].dtype, copy=True)
     for x in inputs[1:]:
@@ -99,8 +108,9 @@ def _broadcast_shape(args, *infos):
 
 @BROADCAST.kernel
 def nccl_broadcast(ctx, args, *inputs):
-    enforce(0 <= args.root < len(inputs), "NCCLBroadcast: root %d out of range for %d "
-            "inputs" % (args.root, len(inputs)))
+    if not (0 <= args.root < len(inputs)):
+        enforce(False, "NCCLBroadcast: root %d out of range for %d "
+                "inputs" % (args.root, len(inputs)))
     _same_float_inputs("NCCLBroadcast", inputs)
     source = inputs[args.root]
     return tuple(ctx.xp.array(source, copy=True) for _ in inputs)

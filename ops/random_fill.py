@@ -61,16 +61,18 @@ def _uniform(ctx, args, inputs, draw):
     lo, hi = args.min, args.max
     if len(inputs) == 3:
         for k, name in ((1, "min"), (2, "max")):
-            enforce(inputs[k].size == 1, "1 == Input(%d).numel(). %s blob must be scalar, "
-                    "found %d elements. Fix: feed a one-element tensor."
-                    % (k, name, inputs[k].size), input_index=k)
+            if inputs[k].size != 1:
+                enforce(False, "1 == Input(%d).numel(). %s blob must be scalar, "
+                        "found %d elements. Fix: feed a one-element tensor."
+                        % (k, name, inputs[k].size), input_index=k)
             expect_fill_type(inputs[k], dtype, "%s input of %s" % (name, ctx.op.type), k)
         lo, hi = (np.asarray(ctx.backend.to_host(x)).reshape(-1)[0].item()
                   for x in inputs[1:])
         if lo > hi:  # Caffe2 then empties the first dimension
-            enforce(len(shape) >= 1, "%s: min > max empties the output's first "
-                    "dimension, but the output is 0-d. Fix: give it a dimension."
-                    % ctx.op.type)
+            if not (len(shape) >= 1):
+                enforce(False, "%s: min > max empties the output's first "
+                        "dimension, but the output is 0-d. Fix: give it a dimension."
+                        % ctx.op.type)
             return ctx.xp.empty((0,) + shape[1:], dtype=dtype)
     return place(ctx, np.asarray(draw(lo, hi, shape)).astype(dtype))
 
@@ -85,8 +87,9 @@ GAUSSIAN_FILL = filler_schema("GaussianFill", args=[Arg("mean", "float", 0.0),
 @GAUSSIAN_FILL.kernel
 def gaussian_fill(ctx, args, *inputs):
     shape = out_shape(ctx, args, inputs)
-    enforce(args.std >= 0, "stdv_in must be positive: %g (GaussianFill expected std >= "
-            "0, found %g). Fix: pass a non-negative std." % (args.std, args.std))
+    if not (args.std >= 0):
+        enforce(False, "stdv_in must be positive: %g (GaussianFill expected std >= "
+                "0, found %g). Fix: pass a non-negative std." % (args.std, args.std))
     return place(ctx, ctx.rng.normal(args.mean, args.std, shape).astype(np.float32))
 
 
@@ -113,9 +116,10 @@ def xavier_fill(ctx, args, *inputs):
 @MSRA_FILL.kernel
 def msra_fill(ctx, args, *inputs):
     shape = out_shape(ctx, args, inputs)
-    enforce(len(shape) >= 2, "MSRAFill: fan_out = numel / shape[1] needs an output with "
-            "at least 2 dimensions, found shape %s. Fix: give `shape` two dimensions."
-            % (shape,))
+    if not (len(shape) >= 2):
+        enforce(False, "MSRAFill: fan_out = numel / shape[1] needs an output with "
+                "at least 2 dimensions, found shape %s. Fix: give `shape` two dimensions."
+                % (shape,))
     size = numel(shape)
     if size == 0:
         return ctx.xp.empty(shape, dtype=np.float32)

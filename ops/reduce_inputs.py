@@ -7,7 +7,7 @@ import numpy as np
 from graphnet.registry import INF, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, NUMERIC, cpp_float, cpp_name, expect_dtype,
-                      expect_dtypes, expect_same_shapes, quiet)
+                      expect_dtypes, expect_same_shapes)
 
 
 def _any_input_device(schema, op_device, n_in, n_out, input_devices):
@@ -36,7 +36,6 @@ def _(args, *xs):
 
 
 @SUM.kernel
-@quiet
 def sum_(ctx, args, *xs):
     _sum_checks("Sum", xs)
     xp = ctx.xp
@@ -61,10 +60,11 @@ MEAN = OpSchema("Mean", inputs=(1, INF), outputs=1, allow_inplace={(0, 0)},
 
 
 def _mean_checks(xs):
-    enforce(xs[0].dtype in FLOATS,
-            "Mean operator only supports 32-bit float or 64-bit double, but input was of "
-            "type %s. Fix: cast input 0 to float32 or float64." % cpp_name(xs[0].dtype),
-            input_index=0)
+    if xs[0].dtype not in FLOATS:
+        enforce(False,
+                "Mean operator only supports 32-bit float or 64-bit double, but input was of "
+                "type %s. Fix: cast input 0 to float32 or float64." % cpp_name(xs[0].dtype),
+                input_index=0)
     return _sum_checks("Mean", xs, FLOATS)
 
 
@@ -74,7 +74,6 @@ def _(args, *xs):
 
 
 @MEAN.kernel
-@quiet
 def mean(ctx, args, *xs):
     _mean_checks(xs)
     out = ctx.xp.array(xs[0], copy=True)
@@ -99,7 +98,6 @@ def _(args, dy):
 
 
 @MEAN_GRADIENT.kernel
-@quiet
 def mean_gradient(ctx, args, dy):
     _mean_checks([dy])
     dx = dy * cpp_float(dy, 1.0 / ctx.num_outputs)
@@ -127,7 +125,7 @@ def _select(op, pick):
             out = pick(ctx.xp, out, x)
         return out
     kernel.__name__ = op.lower()
-    schema.kernel(quiet(kernel))
+    schema.kernel(kernel)
 
     @schema.gradient
     def _(g):
@@ -141,12 +139,12 @@ def _select(op, pick):
         return [TensorInfo(x.shape, np.float32) for x in xs]
 
     @grad.kernel
-    @quiet
     def select_gradient(ctx, args, y, dy, *xs):
         name = op + "Gradient"
-        enforce(ctx.num_outputs <= len(xs),
-                "%s: %d outputs but only %d forward inputs X_i. Fix: one output per X_i."
-                % (name, ctx.num_outputs, len(xs)))
+        if not (ctx.num_outputs <= len(xs)):
+            enforce(False,
+                    "%s: %d outputs but only %d forward inputs X_i. Fix: one output per X_i."
+                    % (name, ctx.num_outputs, len(xs)))
         for k, v in enumerate((y, dy) + xs):
             expect_dtype(name, v, F32, k)
         expect_same_shapes(name, (y, dy) + xs[:ctx.num_outputs])

@@ -7,7 +7,7 @@ import numpy as np
 from graphnet.registry import Arg, OpSchema, TensorInfo
 
 from ._common import (F32, FLOATS, cpp_float, expect_dtype, expect_dtypes, expect_f32_pair,
-                      quiet, shaped_like)
+                      shaped_like)
 
 # --- Scale ----------------------------------------------------------------------------
 
@@ -22,7 +22,6 @@ def _(args, x):
 
 
 @SCALE.kernel
-@quiet
 def scale(ctx, args, x):
     expect_dtypes("Scale", x, FLOATS)
     return x * cpp_float(x, args.scale)
@@ -58,7 +57,6 @@ def _(args, x):
 
 
 @CLIP.kernel
-@quiet
 def clip(ctx, args, x):
     expect_dtype("Clip", x, F32, 0)
     xp = ctx.xp
@@ -78,7 +76,6 @@ CLIP_GRADIENT.shape(shaped_like(1, np.float32))
 
 
 @CLIP_GRADIENT.kernel
-@quiet
 def clip_gradient(ctx, args, y, dy):
     expect_f32_pair("ClipGradient", y, dy)
     low, high = _clip_bounds(args)

@@ -24,10 +24,11 @@ FLATTEN = OpSchema("Flatten", inputs=1, outputs=1, args=[Arg("axis", "int", 1)],
 @FLATTEN.shape
 def _flatten_shape(args, x):
     rank, axis = len(x.shape), args.axis
-    enforce(0 <= axis <= rank,
-            "The rank of the tensor must be >= axis. Found rank %d, axis %d (shape %s). "
-            "Fix: pass 0 <= axis <= %d." % (rank, axis, list(x.shape), rank),
-            input_index=0)
+    if not (0 <= axis <= rank):
+        enforce(False,
+                "The rank of the tensor must be >= axis. Found rank %d, axis %d (shape %s). "
+                "Fix: pass 0 <= axis <= %d." % (rank, axis, list(x.shape), rank),
+                input_index=0)
     return [TensorInfo((numel(x.shape[:axis]), numel(x.shape[axis:])), x.dtype)]
 
 
@@ -61,11 +62,12 @@ RESIZE_LIKE = OpSchema("ResizeLike", inputs=2, outputs=1, should_not_do_gradient
 
 @RESIZE_LIKE.shape
 def _resize_like_shape(args, x, like):
-    enforce(numel(x.shape) == numel(like.shape),
-            "input0.numel() == input1.numel(). %d vs %d: ResizeLike needs equal sizes, "
-            "found shapes %s and %s. Fix: pass a tensor with as many elements as input 0."
-            % (numel(x.shape), numel(like.shape), list(x.shape), list(like.shape)),
-            input_index=1)
+    if numel(x.shape) != numel(like.shape):
+        enforce(False,
+                "input0.numel() == input1.numel(). %d vs %d: ResizeLike needs equal sizes, "
+                "found shapes %s and %s. Fix: pass a tensor with as many elements as input 0."
+                % (numel(x.shape), numel(like.shape), list(x.shape), list(like.shape)),
+                input_index=1)
     return [TensorInfo(like.shape, x.dtype)]
 
 
@@ -107,32 +109,37 @@ def _reshape_target(in_shape, requested):
         for i in range(min(len(new), len(in_shape))):
             if new[i] == 0:
                 new[i] = in_shape[i]
-    enforce(all(d >= -1 for d in new),
-            "Argument `shape` has an invalid dimension: %s (only -1 may be negative). "
-            "Fix: use -1 for the one inferred dimension." % new)
+    if not (all(d >= -1 for d in new)):
+        enforce(False,
+                "Argument `shape` has an invalid dimension: %s (only -1 may be negative). "
+                "Fix: use -1 for the one inferred dimension." % new)
     unknown = [i for i, d in enumerate(new) if d == -1]
-    enforce(len(unknown) <= 1,
-            "Argument `shape` has more than one missing dimension: %s. Fix: leave at "
-            "most one -1." % new)
+    if not (len(unknown) <= 1):
+        enforce(False,
+                "Argument `shape` has more than one missing dimension: %s. Fix: leave at "
+                "most one -1." % new)
     size = numel([d for d in new if d != -1])
-    enforce(not (size == 0 and total != 0),
-            "Can not reshape a non-zero size (%d) tensor to zero size (shape %s). Fix: "
-            "use 0 only to copy an input dim." % (total, new))
+    if size == 0 and total != 0:
+        enforce(False,
+                "Can not reshape a non-zero size (%d) tensor to zero size (shape %s). Fix: "
+                "use 0 only to copy an input dim." % (total, new))
     if unknown:
         if total != 0:
-            enforce(total % size == 0,
-                    "Argument `shape` does not agree with the input data. (%d vs %d): %s "
-                    "has no integer fill for -1 from input shape %s. Fix: pick dims "
-                    "dividing %d." % (total, size, new, list(in_shape), total))
+            if total % size != 0:
+                enforce(False,
+                        "Argument `shape` does not agree with the input data. (%d vs %d): %s "
+                        "has no integer fill for -1 from input shape %s. Fix: pick dims "
+                        "dividing %d." % (total, size, new, list(in_shape), total))
             new[unknown[0]] = total // size
         else:
             new[unknown[0]] = 0
     else:
         # Caffe2 skipped this check for empty inputs and returned garbage memory.
-        enforce(total == size,
-                "Argument `shape` does not agree with the input data. (%d != %d): input "
-                "shape %s, requested %s. Fix: keep the number of elements." % (
-                    total, size, list(in_shape), new))
+        if total != size:
+            enforce(False,
+                    "Argument `shape` does not agree with the input data. (%d != %d): input "
+                    "shape %s, requested %s. Fix: keep the number of elements." % (
+                        total, size, list(in_shape), new))
     return tuple(new)
 
 
@@ -145,13 +152,15 @@ def _requested_shape(args, shape_input_info):
     dtype = shape_input_info.dtype
     check_dispatch(shape_input_info, INDEX_TYPES, 1, "The new_shape input must be int32 "
                    "or int64. Fix: cast it.")
-    enforce(not args.has("shape"),
-            "New shape is specified by the input blob, do not pass in the argument "
-            "`shape`. Fix: drop shape=%s or the new_shape input." % list(args.shape))
-    enforce(len(shape_input_info.shape) == 1,
-            "When input_as_shape is true, the input must be a 1D tensor of data type "
-            "int64_t: found shape %s. Fix: feed a 1-D tensor." % list(shape_input_info.shape),
-            input_index=1)
+    if args.has('shape'):
+        enforce(False,
+                "New shape is specified by the input blob, do not pass in the argument "
+                "`shape`. Fix: drop shape=%s or the new_shape input." % list(args.shape))
+    if len(shape_input_info.shape) != 1:
+        enforce(False,
+                "When input_as_shape is true, the input must be a 1D tensor of data type "
+                "int64_t: found shape %s. Fix: feed a 1-D tensor." % list(shape_input_info.shape),
+                input_index=1)
     enforce(shape_input_info.shape[0] > 0,
             "shape.numel() > 0: the new_shape input is empty. Fix: give at least one dim.",
             input_index=1)
@@ -200,10 +209,11 @@ def _transpose_shape(args, x):
     check_dispatch(x, NUMERIC, 0, "Transpose takes float, double, int or long int. Fix: "
                    "cast the input.")
     axes = args.axes or list(range(len(x.shape)))[::-1]
-    enforce(len(axes) == len(x.shape),
-            "ndim == axes_.size(). %d vs %d: axes %s for an input of shape %s. Fix: give "
-            "one axis per input dim." % (len(x.shape), len(axes), list(axes),
-                                         list(x.shape)), input_index=0)
+    if len(axes) != len(x.shape):
+        enforce(False,
+                "ndim == axes_.size(). %d vs %d: axes %s for an input of shape %s. Fix: give "
+                "one axis per input dim." % (len(x.shape), len(axes), list(axes),
+                                             list(x.shape)), input_index=0)
     return [TensorInfo(tuple(x.shape[a] for a in axes), x.dtype)]
 
 
@@ -259,10 +269,11 @@ SQUEEZE = OpSchema("Squeeze", inputs=1, outputs=1, args=_DIMS_ARGS,
 @EXPAND_DIMS.shape
 def _expand_dims_shape(args, x):
     dims, shape = _dims(args), list(x.shape)
-    enforce(len(shape) + len(dims) >= dims[-1] + 1,
-            "Input needs at least %d dimensions given `dims`. Found shape %s, dims %s. "
-            "Fix: use dims below %d." % (1 + dims[-1] - len(dims), shape, dims,
-                                         len(shape) + len(dims)), input_index=0)
+    if not (len(shape) + len(dims) >= dims[-1] + 1):
+        enforce(False,
+                "Input needs at least %d dimensions given `dims`. Found shape %s, dims %s. "
+                "Fix: use dims below %d." % (1 + dims[-1] - len(dims), shape, dims,
+                                             len(shape) + len(dims)), input_index=0)
     for d in dims:
         shape.insert(d, 1)
     return [TensorInfo(shape, x.dtype)]
@@ -271,13 +282,15 @@ def _expand_dims_shape(args, x):
 @SQUEEZE.shape
 def _squeeze_shape(args, x):
     dims, shape = _dims(args), list(x.shape)
-    enforce(len(shape) > dims[-1],
-            "Input needs at least %d dimensions. Found shape %s, dims %s. Fix: squeeze "
-            "dims the input has." % (dims[-1] + 1, shape, dims), input_index=0)
+    if not (len(shape) > dims[-1]):
+        enforce(False,
+                "Input needs at least %d dimensions. Found shape %s, dims %s. Fix: squeeze "
+                "dims the input has." % (dims[-1] + 1, shape, dims), input_index=0)
     for d in dims:
-        enforce(shape[d] == 1,
-                "Dimension %d of input must be 1 instead of %d. Found shape %s. Fix: "
-                "squeeze only size-1 dims." % (d, shape[d], shape), input_index=0)
+        if shape[d] != 1:
+            enforce(False,
+                    "Dimension %d of input must be 1 instead of %d. Found shape %s. Fix: "
+                    "squeeze only size-1 dims." % (d, shape[d], shape), input_index=0)
     return [TensorInfo([n for i, n in enumerate(shape) if i not in dims], x.dtype)]
 
 

@@ -53,10 +53,11 @@ def _sce_inputs(op_type, logits, targets, base=0, weights=None):
         expect_shape_like(op_type, "weights.sizes() == targets.sizes()", "targets", targets,
                           "weights", weights, base + 2)
     inner = logits.shape[-1] if logits.ndim else 1
-    enforce(inner > 0,
-            "%s: the last dimension of logits is 0, so the per-row mean divides by zero "
-            "(Caffe2 crashed here). Fix: give logits at least one column." % op_type,
-            input_index=base)
+    if not (inner > 0):
+        enforce(False,
+                "%s: the last dimension of logits is 0, so the per-row mean divides by zero "
+                "(Caffe2 crashed here). Fix: give logits at least one column." % op_type,
+                input_index=base)
     return inner, logits.size // inner
 
 
@@ -98,11 +99,12 @@ def _row_mean_loss(terms, inner, logits):
 def _sce_grad(op_type, ctx, g, logits, targets, weights, args):
     inner, outer = _sce_inputs(op_type, logits, targets, 1, weights)
     expect_loss_type(op_type, "dOut", g, 0)
-    enforce(g.size == outer,
-            "g.numel() == outer_size. %s: the output gradient must hold one value per "
-            "row of logits (%d), found shape %s. Fix: feed the gradient of the forward "
-            "output (shape %s)." % (op_type, outer, list(g.shape),
-                                    list(logits.shape[:-1])), input_index=0)
+    if g.size != outer:
+        enforce(False,
+                "g.numel() == outer_size. %s: the output gradient must hold one value per "
+                "row of logits (%d), found shape %s. Fix: feed the gradient of the forward "
+                "output (shape %s)." % (op_type, outer, list(g.shape),
+                                        list(logits.shape[:-1])), input_index=0)
     factor = (-g.reshape(logits.shape[:-1] + (1,) if logits.ndim else ())
               / np.float32(inner))
     dx = factor * _sce_slopes(ctx.xp, logits, targets, args)

@@ -45,17 +45,20 @@ SOFTMAX_WITH_LOSS_GRAD = OpSchema(
 def _swl_setup(op_type, x, args):
     """(canonical axis, N, D): the logits as N rows of D classes around the axis."""
     expect_loss_type(op_type, "X (logits)", x, 0)
-    axis = canonical_axis(args.axis, x.ndim, "%s: axis %d is out of range for logits of "
-                          "shape %s (valid: [%d, %d)). Fix: pass an axis inside that range."
-                          % (op_type, args.axis, list(x.shape), -x.ndim, x.ndim), 0)
+    axis = args.axis + x.ndim if -x.ndim <= args.axis < 0 else args.axis
+    if not 0 <= axis < x.ndim:
+        canonical_axis(args.axis, x.ndim, "%s: axis %d is out of range for logits of "
+                       "shape %s (valid: [%d, %d)). Fix: pass an axis inside that range."
+                       % (op_type, args.axis, list(x.shape), -x.ndim, x.ndim), 0)
     return axis, size_to_dim(x.shape, axis), size_from_dim(x.shape, axis)
 
 
 def _split_dims(op_type, t, axis, index=1):
-    enforce(axis <= t.ndim,
-            "Expected (unsigned)k <= dims.size() to be true, but got false. %s: labels "
-            "of shape %s have fewer than axis=%d dimensions. Fix: shape labels like the "
-            "logits up to the axis." % (op_type, list(t.shape), axis), input_index=index)
+    if not (axis <= t.ndim):
+        enforce(False,
+                "Expected (unsigned)k <= dims.size() to be true, but got false. %s: labels "
+                "of shape %s have fewer than axis=%d dimensions. Fix: shape labels like the "
+                "logits up to the axis." % (op_type, list(t.shape), axis), input_index=index)
     return size_to_dim(t.shape, axis), size_from_dim(t.shape, axis)
 
 
@@ -63,29 +66,33 @@ def _swl_labels(op_type, t, axis, n, d, prob):
     """Label checks of SoftmaxWithLoss(Gradient); returns labels as (N,) or (N, D)."""
     if prob:
         expect_loss_type(op_type, "labels (probabilities)", t, 1)
-        enforce(t.ndim >= 2, "T.dim() >= 2. %d vs 2. %s: with label_prob=1 the labels "
-                "are probabilities shaped like the logits, found shape %s. Fix: feed "
-                "an (N, D) float32 tensor." % (t.ndim, op_type, list(t.shape)),
-                input_index=1)
+        if not (t.ndim >= 2):
+            enforce(False, "T.dim() >= 2. %d vs 2. %s: with label_prob=1 the labels "
+                    "are probabilities shaped like the logits, found shape %s. Fix: feed "
+                    "an (N, D) float32 tensor." % (t.ndim, op_type, list(t.shape)),
+                    input_index=1)
         rows, cols = _split_dims(op_type, t, axis)
-        enforce((rows, cols) == (n, d),
-                "T.size_to_dim(canonical_axis) == N && T.size_from_dim(canonical_axis) "
-                "== D. %s: expected label probabilities of %d rows x %d classes, found "
-                "%d x %d (shape %s). Fix: shape them like the logits."
-                % (op_type, n, d, rows, cols, list(t.shape)), input_index=1)
+        if (rows, cols) != (n, d):
+            enforce(False,
+                    "T.size_to_dim(canonical_axis) == N && T.size_from_dim(canonical_axis) "
+                    "== D. %s: expected label probabilities of %d rows x %d classes, found "
+                    "%d x %d (shape %s). Fix: shape them like the logits."
+                    % (op_type, n, d, rows, cols, list(t.shape)), input_index=1)
         return t.reshape(n, d)
     expect_loss_type(op_type, "labels", t, 1, I32)
     if t.ndim == axis:
-        enforce(t.size == n, "T.numel() == N. %d vs %d. %s: expected one label per row "
-                "(N=%d), found %d. Fix: feed N int32 labels."
-                % (t.size, n, op_type, n, t.size), input_index=1)
+        if t.size != n:
+            enforce(False, "T.numel() == N. %d vs %d. %s: expected one label per row "
+                    "(N=%d), found %d. Fix: feed N int32 labels."
+                    % (t.size, n, op_type, n, t.size), input_index=1)
     else:
         rows, cols = _split_dims(op_type, t, axis)
-        enforce(rows == n and cols == 1,
-                "T.size_to_dim(canonical_axis) == N && T.size_from_dim(canonical_axis) "
-                "== 1. %s: expected labels shaped (N,) or (N, 1) with N=%d, found shape "
-                "%s. Fix: one int32 class index per row." % (op_type, n, list(t.shape)),
-                input_index=1)
+        if not (rows == n and cols == 1):
+            enforce(False,
+                    "T.size_to_dim(canonical_axis) == N && T.size_from_dim(canonical_axis) "
+                    "== 1. %s: expected labels shaped (N,) or (N, 1) with N=%d, found shape "
+                    "%s. Fix: one int32 class index per row." % (op_type, n, list(t.shape)),
+                    input_index=1)
     t = t.reshape(n)
     bad = (t < 0) | (t >= d)
     if bool(bad.any()):
@@ -117,9 +124,10 @@ def _check_label_probs(xp, t):
 def _swl_weights(op_type, w, n, index=2):
     expect_loss_type(op_type, "weight", w, index)
     # Caffe2 read the first N weights; fewer was an out-of-bounds read.
-    enforce(w.size >= n, "%s: the weight input needs one value per row (N=%d), found "
-            "shape %s. Fix: feed N float32 weights." % (op_type, n, list(w.shape)),
-            input_index=index)
+    if not (w.size >= n):
+        enforce(False, "%s: the weight input needs one value per row (N=%d), found "
+                "shape %s. Fix: feed N float32 weights." % (op_type, n, list(w.shape)),
+                input_index=index)
     return w.reshape(-1)[:n]
 
 
@@ -167,10 +175,11 @@ def _(args, x, *rest):
 @SOFTMAX_WITH_LOSS_GRAD.kernel
 def softmax_with_loss_gradient(ctx, args, *inputs):
     xp, op_type = ctx.xp, "SoftmaxWithLossGradient"
-    enforce(len(inputs) in (4, 5),
-            "%s expects [X, labels, (weight), P, d_avg_loss]: 4 or 5 inputs, found %d. "
-            "Fix: let the gradient maker of SoftmaxWithLoss build this op."
-            % (op_type, len(inputs)))
+    if len(inputs) not in (4, 5):
+        enforce(False,
+                "%s expects [X, labels, (weight), P, d_avg_loss]: 4 or 5 inputs, found %d. "
+                "Fix: let the gradient maker of SoftmaxWithLoss build this op."
+                % (op_type, len(inputs)))
     x, t, p, dl = inputs[0], inputs[1], inputs[-2], inputs[-1]
     axis, n, d = _swl_setup(op_type, x, args)
     prob = bool(args.label_prob)
@@ -178,9 +187,10 @@ def softmax_with_loss_gradient(ctx, args, *inputs):
     w = _swl_weights(op_type, inputs[2], n) if len(inputs) == 5 else None
     p_index = len(inputs) - 2
     expect_loss_type(op_type, "P (softmax)", p, p_index)
-    enforce(p.shape == x.shape, "%s: P must be the forward softmax output, shaped like X "
-            "%s, found %s. Fix: pass SoftmaxWithLoss's first output."
-            % (op_type, list(x.shape), list(p.shape)), input_index=p_index)
+    if p.shape != x.shape:
+        enforce(False, "%s: P must be the forward softmax output, shaped like X "
+                "%s, found %s. Fix: pass SoftmaxWithLoss's first output."
+                % (op_type, list(x.shape), list(p.shape)), input_index=p_index)
     dl = first_value(op_type, "d_avg_loss", dl, len(inputs) - 1)
     dx = p.reshape(n, d).copy()
     if prob:
@@ -229,15 +239,18 @@ def accuracy(ctx, args, x, label):
     xp, op_type = ctx.xp, "Accuracy"
     expect_loss_type(op_type, "predictions", x, 0)
     expect_loss_type(op_type, "labels", label, 1, I32)
-    enforce(x.ndim == 2, "X.dim() == 2. %d vs 2. Accuracy: predictions must be (N, D), "
-            "found shape %s. Fix: reshape the scores to 2-D." % (x.ndim, list(x.shape)),
-            input_index=0)
+    if x.ndim != 2:
+        enforce(False, "X.dim() == 2. %d vs 2. Accuracy: predictions must be (N, D), "
+                "found shape %s. Fix: reshape the scores to 2-D." % (x.ndim, list(x.shape)),
+                input_index=0)
     n, d = x.shape
-    enforce(label.ndim == 1, "label.dim() == 1. %d vs 1. Accuracy: labels must be 1-D, "
-            "found shape %s. Fix: flatten them to (N,)." % (label.ndim, list(label.shape)),
-            input_index=1)
-    enforce(label.shape[0] == n, "label.dim32(0) == N. %d vs %d. Accuracy: expected one "
-            "label per row of predictions." % (label.shape[0], n), input_index=1)
+    if label.ndim != 1:
+        enforce(False, "label.dim() == 1. %d vs 1. Accuracy: labels must be 1-D, "
+                "found shape %s. Fix: flatten them to (N,)." % (label.ndim, list(label.shape)),
+                input_index=1)
+    if label.shape[0] != n:
+        enforce(False, "label.dim32(0) == N. %d vs %d. Accuracy: expected one "
+                "label per row of predictions." % (label.shape[0], n), input_index=1)
     if bool(((label < 0) | (label >= d)).any()):
         raise EnforceError(
             "Accuracy: labels must lie in [0, %d), found values from %s to %s (Caffe2 "

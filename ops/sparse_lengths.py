@@ -23,22 +23,25 @@ _DATA_TYPES = (F32, np.dtype(np.float16))
 def _check_dtype(op_type, x, want, name, index):
     """Caffe2's Tensor::data<T>() check: exactly dtype `want`."""
     want = np.dtype(want)
-    check_type(x, want, index, "%s input %s must be %s, found %s. Fix: cast it with "
-               ".astype(np.%s)." % (op_type, name, want.name, x.dtype.name, want.name))
+    if x.dtype != want:
+        check_type(x, want, index, "%s input %s must be %s, found %s. Fix: cast it with "
+                   ".astype(np.%s)." % (op_type, name, want.name, x.dtype.name, want.name))
 
 
 def _check_dispatch(op_type, x, allowed, name, index):
     """Caffe2's DispatchHelper: one of the `allowed` dtypes."""
-    check_dispatch(x, allowed, index, "%s input %s must be one of %s, found %s. Fix: cast "
-                   "it with .astype(np.%s)." % (op_type, name, dtype_names(allowed),
-                                                x.dtype.name, allowed[0].name))
+    if x.dtype not in allowed:
+        check_dispatch(x, allowed, index, "%s input %s must be one of %s, found %s. Fix: cast "
+                       "it with .astype(np.%s)." % (op_type, name, dtype_names(allowed),
+                                                    x.dtype.name, allowed[0].name))
 
 
 def _check_vector(op_type, x, name, caffe2_text, index):
-    enforce(x.ndim == 1,
-            "%s. %s expected a 1-D %s, found shape %s. Fix: pass a flat vector "
-            "(reshape(-1))." % (caffe2_text, op_type, name, tuple(x.shape)),
-            input_index=index)
+    if x.ndim != 1:
+        enforce(False,
+                "%s. %s expected a 1-D %s, found shape %s. Fix: pass a flat vector "
+                "(reshape(-1))." % (caffe2_text, op_type, name, tuple(x.shape)),
+                input_index=index)
 
 
 def _check_segments(xp, op_type, indices, lengths, n_rows, idx_slot, len_slot):
@@ -56,11 +59,12 @@ def _check_segments(xp, op_type, indices, lengths, n_rows, idx_slot, len_slot):
                 "clamp or remap the ids into the table (hash them modulo %d)."
                 % (j, int(head[j]), n_rows, m, op_type, n_rows, max(n_rows, 1)),
                 input_index=idx_slot)
-    enforce(total == n,
-            "Your input seems to be incorrect: the sum of lengths values should be the "
-            "size of the indices tensor, but it appears not. %s expected sum(LENGTHS) == "
-            "len(INDICES) == %d, found sum(LENGTHS) = %d. Fix: LENGTHS[m] must count the "
-            "INDICES entries of segment m." % (op_type, n, total), input_index=len_slot)
+    if total != n:
+        enforce(False,
+                "Your input seems to be incorrect: the sum of lengths values should be the "
+                "size of the indices tensor, but it appears not. %s expected sum(LENGTHS) == "
+                "len(INDICES) == %d, found sum(LENGTHS) = %d. Fix: LENGTHS[m] must count the "
+                "INDICES entries of segment m." % (op_type, n, total), input_index=len_slot)
     _check_non_negative(xp, op_type, lengths, len_slot)
 
 
@@ -140,13 +144,15 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights):
     zeros and nothing else is checked, as in Caffe2."""
     d_slot, w_slot, i_slot, l_slot = slots
     _check_dispatch(op_type, data, _DATA_TYPES, "DATA", d_slot)
-    enforce(data.ndim >= 1, "%s: DATA must have at least 1 dimension (rows to gather), "
-            "found a scalar. Fix: pass a table of shape (N, ...)." % op_type,
-            input_index=d_slot)
+    if not (data.ndim >= 1):
+        enforce(False, "%s: DATA must have at least 1 dimension (rows to gather), "
+                "found a scalar. Fix: pass a table of shape (N, ...)." % op_type,
+                input_index=d_slot)
     _check_dispatch(op_type, indices, INDEX_TYPES, "INDICES", i_slot)
-    enforce(lengths.ndim >= 1, "LENGTHS must be a vector. %s expected a 1-D LENGTHS, "
-            "found a scalar. Fix: pass one length per segment, e.g. np.array([n], "
-            "np.int32)." % op_type, input_index=l_slot)
+    if not (lengths.ndim >= 1):
+        enforce(False, "LENGTHS must be a vector. %s expected a 1-D LENGTHS, "
+                "found a scalar. Fix: pass one length per segment, e.g. np.array([n], "
+                "np.int32)." % op_type, input_index=l_slot)
     if indices.size == 0:
         return False
     _check_vector(op_type, indices, "INDICES", "INDICES must be a vector", i_slot)
@@ -154,10 +160,11 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights):
     _check_dtype(op_type, lengths, I32, "LENGTHS", l_slot)
     if weights is not None:
         _check_vector(op_type, weights, "WEIGHTS", "WEIGHT must be a vector", w_slot)
-        enforce(weights.shape[0] == indices.shape[0],
-                "Weight should have the same length as indices. %s expected %d WEIGHTS "
-                "(one per index), found %d. Fix: give one weight per INDICES entry."
-                % (op_type, indices.shape[0], weights.shape[0]), input_index=w_slot)
+        if weights.shape[0] != indices.shape[0]:
+            enforce(False,
+                    "Weight should have the same length as indices. %s expected %d WEIGHTS "
+                    "(one per index), found %d. Fix: give one weight per INDICES entry."
+                    % (op_type, indices.shape[0], weights.shape[0]), input_index=w_slot)
         _check_dtype(op_type, weights, F32, "WEIGHTS", w_slot)
     _check_segments(xp, op_type, indices, lengths, data.shape[0], i_slot, l_slot)
     return True
@@ -247,14 +254,16 @@ def _weighted_sum_gradient(g):
 def _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot):
     """AbstractLengthsGradientOp's checks on dY and LENGTHS."""
     _check_vector(op_type, lengths, "LENGTHS", "LENGTHS must be a vector", len_slot)
-    enforce(dy.ndim > 0, "%s: the segment gradient dY must have a segment dimension, "
-            "found a scalar. Fix: pass dY shaped like the forward OUTPUT." % op_type,
-            input_index=dy_slot)
-    enforce(dy.shape[0] == lengths.shape[0],
-            "%s: numSegments == segmentGradsInput.size(0) failed: expected dY with %d "
-            "rows (one per LENGTHS entry), found %d. Fix: dY must be the gradient of "
-            "the forward OUTPUT." % (op_type, lengths.shape[0], dy.shape[0]),
-            input_index=dy_slot)
+    if not (dy.ndim > 0):
+        enforce(False, "%s: the segment gradient dY must have a segment dimension, "
+                "found a scalar. Fix: pass dY shaped like the forward OUTPUT." % op_type,
+                input_index=dy_slot)
+    if dy.shape[0] != lengths.shape[0]:
+        enforce(False,
+                "%s: numSegments == segmentGradsInput.size(0) failed: expected dY with %d "
+                "rows (one per LENGTHS entry), found %d. Fix: dY must be the gradient of "
+                "the forward OUTPUT." % (op_type, lengths.shape[0], dy.shape[0]),
+                input_index=dy_slot)
     _check_dtype(op_type, lengths, I32, "LENGTHS", len_slot)
 
 
@@ -269,11 +278,12 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
         total = int(lengths.astype(np.int64).sum())
         if weighted:
             weights = inputs[w_slot]
-            enforce(weights.ndim >= 1 and weights.shape[0] == total,
-                    "Input 0 must have the same first dim as SEGMENT_IDS. %s expected "
-                    "%d WEIGHTS (sum of LENGTHS), found shape %s. Fix: pass the forward "
-                    "WEIGHTS." % (op_type, total, tuple(weights.shape)),
-                    input_index=w_slot)
+            if not (weights.ndim >= 1 and weights.shape[0] == total):
+                enforce(False,
+                        "Input 0 must have the same first dim as SEGMENT_IDS. %s expected "
+                        "%d WEIGHTS (sum of LENGTHS), found shape %s. Fix: pass the forward "
+                        "WEIGHTS." % (op_type, total, tuple(weights.shape)),
+                        input_index=w_slot)
             _check_dtype(op_type, weights, F32, "WEIGHTS", w_slot)
         _check_dtype(op_type, dy, F32, "dY", dy_slot)
         _check_non_negative(xp, op_type, lengths, len_slot)
@@ -300,15 +310,17 @@ def _with_main_input_kernel(repeat):
         _check_vector(op_type, indices, "INDICES", "INDICES must be a vector", 4)
         _check_vector(op_type, weights, "WEIGHTS", "WEIGHT must be a vector", 0)
         n = indices.shape[0]
-        enforce(weights.shape[0] == n,
-                "Weight should have the same length as indices. %s expected %d WEIGHTS, "
-                "found %d. Fix: pass the forward WEIGHTS and INDICES."
-                % (op_type, n, weights.shape[0]), input_index=0)
+        if weights.shape[0] != n:
+            enforce(False,
+                    "Weight should have the same length as indices. %s expected %d WEIGHTS, "
+                    "found %d. Fix: pass the forward WEIGHTS and INDICES."
+                    % (op_type, n, weights.shape[0]), input_index=0)
         block = size_from_dim(dy.shape, 1)
-        enforce(data.ndim >= 1 and size_from_dim(data.shape, 1) == block,
-                "%s: DATA rows must match dY rows: expected DATA of shape (N,) + %s, "
-                "found %s. Fix: pass the forward DATA." % (
-                    op_type, tuple(dy.shape[1:]), tuple(data.shape)), input_index=3)
+        if not (data.ndim >= 1 and size_from_dim(data.shape, 1) == block):
+            enforce(False,
+                    "%s: DATA rows must match dY rows: expected DATA of shape (N,) + %s, "
+                    "found %s. Fix: pass the forward DATA." % (
+                        op_type, tuple(dy.shape[1:]), tuple(data.shape)), input_index=3)
         _check_segments(xp, op_type, indices, lengths, data.shape[0], 4, 2)
         grads = repeat(xp, dy.reshape(dy.shape[0], block), lengths, n)
         rows = xp.take(data.reshape(data.shape[0], block), indices, axis=0)

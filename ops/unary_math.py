@@ -9,7 +9,7 @@ from graphnet.errors import ArgumentError
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (BCAST_ARGS, F32, FLOATS, NUMERIC, dims_text, expect_dtype,
-                      expect_dtypes, expect_f32_pair, legacy_dims, quiet, resolve_axis,
+                      expect_dtypes, expect_f32_pair, legacy_dims, resolve_axis,
                       shaped_like)
 
 
@@ -26,7 +26,7 @@ def _unary(op, fn, dtypes, inplace=True, doc=""):
         expect_dtypes(op, x, dtypes)
         return fn(ctx.xp, x).astype(x.dtype, copy=False)
     kernel.__name__ = op.lower()
-    schema.kernel(quiet(kernel))
+    schema.kernel(kernel)
     return schema
 
 
@@ -61,7 +61,6 @@ ABS_GRADIENT.shape(shaped_like(1, np.float32))
 
 
 @ABS_GRADIENT.kernel
-@quiet
 def abs_gradient(ctx, args, x, dy):
     expect_f32_pair("AbsGradient", x, dy)
     xp = ctx.xp
@@ -95,10 +94,11 @@ def _pow_checks(args, x, e=None):
     expect_dtype(op, e, x.dtype, 1)
     axis = _pow_arg_check(args)
     if not args.broadcast:
-        enforce(tuple(x.shape) == tuple(e.shape),
-                "A.sizes() == B.sizes(). %s vs %s. Dimension mismatch - did you forget to "
-                "set broadcast=1? Fix: set broadcast=1 (legacy, E onto X) or feed equal "
-                "shapes." % (dims_text(x.shape), dims_text(e.shape)), input_index=1)
+        if tuple(x.shape) != tuple(e.shape):
+            enforce(False,
+                    "A.sizes() == B.sizes(). %s vs %s. Dimension mismatch - did you forget to "
+                    "set broadcast=1? Fix: set broadcast=1 (legacy, E onto X) or feed equal "
+                    "shapes." % (dims_text(x.shape), dims_text(e.shape)), input_index=1)
         return tuple(x.shape), tuple(e.shape)
     return legacy_dims(op, tuple(x.shape), tuple(e.shape), axis)
 
@@ -110,16 +110,16 @@ def _(args, x, e=None):
 
 
 @POW.kernel
-@quiet
 def pow_(ctx, args, x, e=None):
     plan = _pow_checks(args, x, e)
     xp = ctx.xp
     if e is None:
         return xp.power(x, np.float32(args.exponent)).astype(np.float32)
-    enforce(not (args.broadcast and ctx.inplace(1, 0)),
-            "In-place is allowed only with the first tensor when broadcasting. Pow: "
-            "output %s is the exponent input. Fix: write to input 0 or a new blob."
-            % ctx.output_names[0])
+    if args.broadcast and ctx.inplace(1, 0):
+        enforce(False,
+                "In-place is allowed only with the first tensor when broadcasting. Pow: "
+                "output %s is the exponent input. Fix: write to input 0 or a new blob."
+                % ctx.output_names[0])
     return xp.power(x.reshape(plan[0]), e.reshape(plan[1])).reshape(x.shape)
 
 
@@ -137,10 +137,11 @@ def _(g):
         return [g.op("Pow", [g.I(0)], [g.GI(0)], exponent=float(np.float32(reduced))),
                 g.op("Mul", [g.GI(0), g.GO(0)], [g.GI(0)]),
                 g.op("Scale", [g.GI(0)], [g.GI(0)], scale=float(exponent))]
-    enforce(g.I(0) != g.O(0) and g.I(1) != g.O(0),
-            "Gradient computation cannot be carried out if Pow uses in-place computation: "
-            "Pow(%s, %s) -> %s. Fix: write Pow's output to a new blob." % (
-                g.I(0), g.I(1), g.O(0)))
+    if not (g.I(0) != g.O(0) and g.I(1) != g.O(0)):
+        enforce(False,
+                "Gradient computation cannot be carried out if Pow uses in-place computation: "
+                "Pow(%s, %s) -> %s. Fix: write Pow's output to a new blob." % (
+                    g.I(0), g.I(1), g.O(0)))
     x, e, y, dy = g.I(0), g.I(1), g.O(0), g.GO(0)
     de, dx = g.GI(1), g.GI(0)
     pre = de + "_autogen_pre_red"

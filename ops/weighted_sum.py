@@ -7,16 +7,17 @@ import numpy as np
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, cpp_float, cpp_name, dims_text,
-                      expect_dtype, expect_dtypes, numel, occurrence_rounds, quiet)
+                      expect_dtype, expect_dtypes, numel, occurrence_rounds)
 
 
 def _one_element(op, w, k, pair):
     """Weight w_pair (input k) is a single float."""
     n = numel(w.shape)
-    enforce(n == 1,
-            "weight%d.numel() == 1. %d vs 1. %s input %d (weight w_%d) must hold exactly "
-            "1 element, found %d (shape %s). Fix: feed a 1-element float32 tensor." % (
-                pair, n, op, k, pair, n, dims_text(w.shape)), input_index=k)
+    if n != 1:
+        enforce(False,
+                "weight%d.numel() == 1. %d vs 1. %s input %d (weight w_%d) must hold exactly "
+                "1 element, found %d (shape %s). Fix: feed a 1-element float32 tensor." % (
+                    pair, n, op, k, pair, n, dims_text(w.shape)), input_index=k)
 
 
 # --- WeightedSum ----------------------------------------------------------------------
@@ -39,11 +40,12 @@ def _weighted_sum_checks(xs):
     for k in range(2, len(xs), 2):
         x, w = xs[k], xs[k + 1]
         expect_dtype(op, x, F32, k)
-        enforce(numel(x.shape) == size,
-                "X%d.numel() == size. %d vs %d. WeightedSum input #%d has %d elements, "
-                "expected %d (those of X_0 %s). Fix: feed X_i with X_0's element count."
-                % (k // 2, numel(x.shape), size, k, numel(x.shape), size,
-                   dims_text(xs[0].shape)), input_index=k)
+        if numel(x.shape) != size:
+            enforce(False,
+                    "X%d.numel() == size. %d vs %d. WeightedSum input #%d has %d elements, "
+                    "expected %d (those of X_0 %s). Fix: feed X_i with X_0's element count."
+                    % (k // 2, numel(x.shape), size, k, numel(x.shape), size,
+                       dims_text(xs[0].shape)), input_index=k)
         expect_dtype(op, w, F32, k + 1)
         _one_element(op, w, k + 1, k // 2)
     return True
@@ -56,12 +58,12 @@ def _(args, *xs):
 
 
 @WEIGHTED_SUM.kernel
-@quiet
 def weighted_sum(ctx, args, *xs):
     for k in range(2, len(xs), 2):
-        enforce(not ctx.inplace(k, 0),
-                "Input #%d is the same as output. If you want to do in-place updates, put "
-                "the output as input #0." % k, input_index=k)
+        if ctx.inplace(k, 0):
+            enforce(False,
+                    "Input #%d is the same as output. If you want to do in-place updates, put "
+                    "the output as input #0." % k, input_index=k)
     if not _weighted_sum_checks(xs):
         return ctx.xp.empty(xs[0].shape, np.float32)
     out = xs[0] * xs[1].reshape(())
@@ -99,15 +101,15 @@ def _(args, dy, *xs):
 
 
 @WEIGHTED_SUM_GRADIENT.kernel
-@quiet
 def weighted_sum_gradient(ctx, args, dy, *xs):
     op = "WeightedSumGradient"
     want = _wsg_count(args, len(xs) + 1)
-    enforce(ctx.num_outputs == want,
-            "OutputSize() == output_size. %d vs %d. %s with grad_on_w=%d and %d inputs "
-            "needs %d outputs. Fix: list one X_i gradient per pair%s." % (
-                ctx.num_outputs, want, op, int(args.grad_on_w), len(xs) + 1, want,
-                " plus one w_i gradient per pair" if args.grad_on_w else ""))
+    if ctx.num_outputs != want:
+        enforce(False,
+                "OutputSize() == output_size. %d vs %d. %s with grad_on_w=%d and %d inputs "
+                "needs %d outputs. Fix: list one X_i gradient per pair%s." % (
+                    ctx.num_outputs, want, op, int(args.grad_on_w), len(xs) + 1, want,
+                    " plus one w_i gradient per pair" if args.grad_on_w else ""))
     expect_dtype(op, dy, F32, 0)
     size = numel(dy.shape)
     for k in range(0, len(xs), 2):
@@ -115,10 +117,11 @@ def weighted_sum_gradient(ctx, args, dy, *xs):
         _one_element(op, xs[k + 1], k + 2, k // 2)
         if args.grad_on_w:
             expect_dtype(op, xs[k], F32, k + 1)
-            enforce(numel(xs[k].shape) == size,
-                    "cur_X.numel() == size. %d vs %d. %s: X at input %d must have dY's "
-                    "element count. Fix: pass the forward inputs unchanged." % (
-                        numel(xs[k].shape), size, op, k + 1), input_index=k + 1)
+            if numel(xs[k].shape) != size:
+                enforce(False,
+                        "cur_X.numel() == size. %d vs %d. %s: X at input %d must have dY's "
+                        "element count. Fix: pass the forward inputs unchanged." % (
+                            numel(xs[k].shape), size, op, k + 1), input_index=k + 1)
     xp = ctx.xp
     dxs = [dy * xs[k + 1].reshape(()) for k in range(0, len(xs), 2)]
     dws = []
@@ -142,9 +145,10 @@ SCATTER_WEIGHTED_SUM = OpSchema(
 def _scatter_checks(xs):
     op = "ScatterWeightedSum"
     x0, w0, idx = xs[0], xs[1], xs[2]
-    enforce(x0.dtype in FLOATS,
-            "Unsupported type of tensor X_0: %s. Expected float32/float64, found %s. Fix: "
-            "cast X_0." % (cpp_name(x0.dtype), x0.dtype.name), input_index=0)
+    if x0.dtype not in FLOATS:
+        enforce(False,
+                "Unsupported type of tensor X_0: %s. Expected float32/float64, found %s. Fix: "
+                "cast X_0." % (cpp_name(x0.dtype), x0.dtype.name), input_index=0)
     expect_dtypes(op, idx, INDEX_TYPES, 2)
     if numel(x0.shape) == 0:
         return None
@@ -157,10 +161,11 @@ def _scatter_checks(xs):
     k = numel(idx.shape)
     for j in range(3, len(xs), 2):
         x, w = xs[j], xs[j + 1]
-        enforce(numel(x.shape) == block * k,
-                "X.numel() == block_size * K. %d vs %d. %s input %d must hold one row of "
-                "%d values per index (%d indices). Fix: feed a (%d, ...) update." % (
-                    numel(x.shape), block * k, op, j, block, k, k), input_index=j)
+        if numel(x.shape) != block * k:
+            enforce(False,
+                    "X.numel() == block_size * K. %d vs %d. %s input %d must hold one row of "
+                    "%d values per index (%d indices). Fix: feed a (%d, ...) update." % (
+                        numel(x.shape), block * k, op, j, block, k, k), input_index=j)
         _one_element(op, w, j + 1, (j - 1) // 2)
         expect_dtype(op, x, x0.dtype, j)
         expect_dtype(op, w, F32, j + 1)
@@ -174,7 +179,6 @@ def _(args, *xs):
 
 
 @SCATTER_WEIGHTED_SUM.kernel
-@quiet
 def scatter_weighted_sum(ctx, args, *xs):
     sizes = _scatter_checks(xs)
     x0 = xs[0]

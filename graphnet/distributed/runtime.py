@@ -162,6 +162,7 @@ class Cluster(object):
         if self.alltoall:
             schedule.events = merge_butterflies(schedule.events)
         plan.steps, plan.dependencies = local_steps(self, plan, schedule, ws._blobs)
+        plan.runners = None  # steps and their blobs changed: rebuild the closures
         state.schedule = schedule
         state.marks = [(ws._blobs[n], RemoteValue(h), schedule.devices[n])
                        for n, h in schedule.final.items()

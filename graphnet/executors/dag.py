@@ -11,7 +11,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from graphnet.executors.run import run_step
+import numpy as np
+
+from graphnet.executors.run import runners
 
 __all__ = ["dependencies", "run_dag"]
 
@@ -66,6 +68,7 @@ def run_dag(plan):
     for i, ps in enumerate(parents):
         for p in ps:
             children[p].append(i)
+    run_steps = runners(plan)
     workers = plan.num_workers or min(8, os.cpu_count() or 1)
     pool = _pool(workers)
     lock = threading.Lock()
@@ -83,7 +86,8 @@ def run_dag(plan):
     def work(index):
         error = None
         try:
-            run_step(plan, steps[index])
+            with np.errstate(all="ignore"):
+                run_steps[index]()
         except BaseException as exc:  # reported to the caller below
             error = exc
         with lock:

@@ -86,6 +86,7 @@ class Plan(object):
         self.cross_device_reads = cross_device_reads
         self.num_workers = num_workers
         self.dependencies = None  # filled lazily by the dag executor
+        self.runners = None  # one closure per step, built on first run (run.runners)
         self.runner = None  # a placed net's own runner (graphnet.distributed)
 
 
