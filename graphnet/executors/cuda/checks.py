@@ -1,0 +1,70 @@
+"""Index checks that the CUDA kernels make themselves (GRAPHNET_CUDA_CHECKS=deferred).
+
+A kernel that meets an out-of-range index skips it and atomically records the
+smallest bad position in a one-element int64 flag; the runner reads every flag
+once the run's streams are synchronized and raises the first failure as an
+OperatorError naming the op and its device. In the default `sync` mode the ops
+check indices before launching (Caffe2's messages, blobs untouched) and the
+kernels' guards only keep a bad index from faulting.
+"""
+
+import threading
+
+import numpy as np
+
+from graphnet.executors.cuda import settings
+
+__all__ = ["NO_ERROR", "new_flag", "collect", "current_step", "set_current_step",
+           "sync_checks"]
+
+NO_ERROR = np.iinfo(np.int64).max
+_local = threading.local()
+
+
+def sync_checks():
+    """True: ops validate indices on the host side before launching kernels."""
+    return settings.checks_mode() == "sync"
+
+
+def set_current_step(step):
+    _local.step = step
+
+
+def current_step():
+    return getattr(_local, "step", None)
+
+
+class collect(object):
+    """The deferred checks registered during one net run."""
+
+    def __init__(self):
+        self.items = []
+
+    def __enter__(self):
+        self.outer = getattr(_local, "checks", None)
+        _local.checks = self
+        return self
+
+    def __exit__(self, *exc):
+        _local.checks = self.outer
+        return False
+
+    def first_failure(self):
+        """(step, exception) of the first failed check in run order, or None.
+        Call only after the streams that wrote the flags are synchronized."""
+        for step, flag, describe in self.items:
+            position = int(flag.get()[0])
+            if position != NO_ERROR:
+                return step, describe(position)
+        return None
+
+
+def new_flag(cp, describe):
+    """A device flag for one kernel launch: int64 [NO_ERROR]; describe(position)
+    builds the exception when the kernel wrote a bad position into it. The check
+    is registered only in deferred mode (inside a run)."""
+    flag = cp.full((1,), NO_ERROR, dtype=np.int64)
+    checks = getattr(_local, "checks", None)
+    if checks is not None and not sync_checks():
+        checks.items.append((current_step(), flag, describe))
+    return flag

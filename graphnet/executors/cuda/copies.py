@@ -1,0 +1,114 @@
+"""Moving arrays between the host and GPUs, and between GPUs.
+
+Every copy is enqueued on the caller's current stream (inside a net run: the
+stream of the op's logical device, so a Copy runs on its destination's stream
+after waiting for its source's event). Host buffers are pinned so copies are
+truly asynchronous; a buffer that a copy still reads is kept alive until the
+run's final synchronization (retain()), or the stream is synchronized at once
+outside a run. GPU -> GPU copies are cudaMemcpyPeerAsync where peer access
+works, otherwise staged through pinned host memory.
+"""
+
+import threading
+
+import numpy as np
+
+from graphnet.executors.cuda import settings
+
+__all__ = ["to_device", "to_host", "retain", "run_scope", "H2D", "D2H", "D2D"]
+
+H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
+_local = threading.local()
+
+
+class run_scope(object):
+    """Within a net run: buffers copies still read are kept until the run syncs."""
+
+    def __init__(self):
+        self.retained = []
+
+    def __enter__(self):
+        self.outer = getattr(_local, "run", None)
+        _local.run = self
+        return self
+
+    def __exit__(self, *exc):
+        _local.run = self.outer
+        return False
+
+
+def retain(obj, stream):
+    """Keep `obj` alive until `stream` finished the work enqueued so far."""
+    run = getattr(_local, "run", None)
+    if run is not None:
+        run.retained.append(obj)
+    else:
+        stream.synchronize()
+
+
+def _on_device(cp, value):
+    return isinstance(value, cp.ndarray)
+
+
+def _nbytes(x):
+    return int(x.size) * x.dtype.itemsize
+
+
+def to_device(rt, value, dst, stream):
+    """A fresh C-contiguous cupy array on physical device `dst` holding `value`
+    (numpy or cupy, any device), enqueued on `stream`."""
+    cp = rt.cp
+    runtime = cp.cuda.runtime
+    if not _on_device(cp, value):
+        host = np.ascontiguousarray(value)
+        if host.dtype == object:
+            return host  # strings stay on the host, as Caffe2 kept them in CPU blobs
+        with cp.cuda.Device(dst):
+            out = cp.empty(host.shape, host.dtype)
+        if host.size:
+            pinned = rt.pinned_empty(host.shape, host.dtype)
+            pinned[...] = host
+            runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, _nbytes(host), H2D,
+                                stream.ptr)
+            retain(pinned, stream)
+        return out
+    src = value.device.id
+    if not value.flags.c_contiguous:
+        with cp.cuda.Device(src):
+            value = cp.ascontiguousarray(value)
+            cp.cuda.get_current_stream().synchronize()
+    with cp.cuda.Device(dst):
+        out = cp.empty(value.shape, value.dtype)
+    nbytes = _nbytes(value)
+    if nbytes == 0:
+        return out
+    stage = settings.staged_copies() or not rt.can_peer(dst, src)
+    if stage:
+        pinned = rt.pinned_empty(value.shape, value.dtype)
+        runtime.memcpyAsync(pinned.ctypes.data, value.data.ptr, nbytes, D2H, stream.ptr)
+        runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, nbytes, H2D, stream.ptr)
+        retain(pinned, stream)
+    elif src == dst:
+        runtime.memcpyAsync(out.data.ptr, value.data.ptr, nbytes, D2D, stream.ptr)
+    else:
+        runtime.memcpyPeerAsync(out.data.ptr, dst, value.data.ptr, src, nbytes,
+                                stream.ptr)
+    retain(value, stream)  # the source must outlive the copy even if its blob moves on
+    return out
+
+
+def to_host(rt, value, stream):
+    """A numpy array (pinned) holding cupy `value`; waits for the copy."""
+    cp = rt.cp
+    if not _on_device(cp, value):
+        return value
+    if not value.flags.c_contiguous:
+        with cp.cuda.Device(value.device.id):
+            value = cp.ascontiguousarray(value)
+            cp.cuda.get_current_stream().synchronize()
+    out = rt.pinned_empty(value.shape, value.dtype)
+    if value.size:
+        cp.cuda.runtime.memcpyAsync(out.ctypes.data, value.data.ptr, _nbytes(value), D2H,
+                                    stream.ptr)
+        stream.synchronize()
+    return out

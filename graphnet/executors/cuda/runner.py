@@ -1,0 +1,179 @@
+"""The CUDA runner: a plan whose ops run on real GPUs, one stream per logical GPU.
+
+The host enqueues ops in net order (a valid order for `simple` and for the
+`dag`/`async_scheduling` types alike, so both give identical results), and the
+GPUs overlap whatever the dependencies allow:
+
+* each GPU op runs on its logical device's stream, with that device current;
+* an op waits, with stream.wait_event (never a host sync), for the last writer
+  of each input and output on other streams and for every reader on another
+  stream of a blob it overwrites (write-after-read);
+* values replaced during the run stay referenced until the run's final
+  synchronization, so CuPy's stream-ordered pool never hands their memory to
+  another stream while a reader may still be using it;
+* CPU ops wait on the host (event.synchronize) for GPU-written inputs;
+* the host waits for all streams once, at the end; a fault reported there
+  names the last op of the failing device. Deferred index checks are read then.
+
+Imports run_step (the shared loop body) and the cuda package modules.
+"""
+
+import numpy as np
+
+from graphnet.devices import device_name
+from graphnet.errors import OperatorError
+from graphnet.executors.cuda import checks, copies
+from graphnet.executors.cuda.errors import describe_cuda_error, is_cuda_error
+from graphnet.executors.run import operator_error, run_step
+
+__all__ = ["run_cuda_plan", "uses_cuda"]
+
+
+def uses_cuda(plan):
+    return any(step.backend.name == "cupy" for step in plan.steps)
+
+
+class _RunState(object):
+    __slots__ = ("rt", "writes", "reads", "last", "scope")
+
+    def __init__(self, rt, scope):
+        self.rt = rt
+        self.writes = {}  # id(blob) -> (stream, event) of its last GPU write
+        self.reads = {}   # id(blob) -> {logical: event after a GPU read}
+        self.last = {}    # logical -> last step enqueued on its stream
+        self.scope = scope
+
+
+def _upload_host_inputs(state, step, stream):
+    """GPU blobs holding numpy (fed while GPUs were virtual, or a kernel's host
+    result) move to their device before a GPU op reads them."""
+    moved = []
+    for i, blob in enumerate(step.in_blobs):
+        value = blob.value
+        if not isinstance(value, np.ndarray) or value.dtype == object:
+            continue
+        if not blob.device.is_gpu:
+            continue
+        want = step.want_devices[i]
+        if want is not None and not want.is_gpu:
+            continue
+        physical = state.rt.physical_of(blob.device.id)
+        blob.value = copies.to_device(state.rt, value, physical, stream)
+        moved.append(blob)
+    return moved
+
+
+def _gpu_step(plan, step, state):
+    rt = state.rt
+    logical = step.device.id
+    stream = rt.stream(logical)
+    physical = rt.physical_of(logical)
+    waits = {}
+    for blob in step.in_blobs:
+        written = state.writes.get(id(blob))
+        if written is not None and written[0] is not stream:
+            waits[id(written[1])] = written[1]
+    for blob in step.out_blobs:
+        key = id(blob)
+        written = state.writes.get(key)
+        if written is not None and written[0] is not stream:
+            waits[id(written[1])] = written[1]
+        for reader, event in state.reads.get(key, {}).items():
+            if reader != logical:
+                waits[id(event)] = event
+        if blob.value is not None:
+            state.scope.retained.append(blob.value)
+    cp = rt.cp
+    with cp.cuda.Device(physical):
+        for event in waits.values():
+            stream.wait_event(event)
+        with stream:
+            moved = _upload_host_inputs(state, step, stream)
+            checks.set_current_step(step)
+            try:
+                run_step(plan, step)
+            except OperatorError as exc:
+                cause = exc.cause
+                if is_cuda_error(cp, cause):
+                    raise OperatorError(
+                        "%s\n  %s" % (exc, describe_cuda_error(cp, cause, step, physical)),
+                        op_index=exc.op_index, op_type=exc.op_type,
+                        net_name=exc.net_name, cause=cause) from cause
+                raise
+            finally:
+                checks.set_current_step(None)
+        event = cp.cuda.Event(disable_timing=True)
+        event.record(stream)
+    state.last[logical] = step
+    for blob in step.in_blobs:
+        state.reads.setdefault(id(blob), {})[logical] = event
+    for blob in moved:
+        state.writes[id(blob)] = (stream, event)
+    for blob in step.out_blobs:
+        state.writes[id(blob)] = (stream, event)
+        state.reads[id(blob)] = {}
+
+
+def _cpu_step(plan, step, state):
+    for blob in step.in_blobs:
+        written = state.writes.get(id(blob))
+        if written is not None:
+            written[1].synchronize()  # the host reads what a GPU wrote
+    for blob in step.out_blobs:
+        if id(blob) in state.writes or id(blob) in state.reads:
+            state.scope.retained.append(blob.value)
+    run_step(plan, step)
+    for blob in step.out_blobs:
+        state.writes.pop(id(blob), None)
+        state.reads.pop(id(blob), None)
+
+
+def _synchronize(plan, state):
+    """Wait for every stream the run used; a CUDA fault names the last op there."""
+    for logical in sorted(state.last):
+        stream = state.rt.stream(logical)
+        try:
+            stream.synchronize()
+        except Exception as exc:
+            if not is_cuda_error(state.rt.cp, exc):
+                raise
+            step = state.last[logical]
+            physical = state.rt.physical_of(logical)
+            raise OperatorError(
+                "%s: %s\nA kernel on %s (physical GPU %d) failed while net '%s' ran; the "
+                "last op enqueued there was #%d (%s). CUDA reports faults "
+                "asynchronously, so an earlier op of that device may be the culprit: "
+                "rerun with CUDA_LAUNCH_BLOCKING=1 to pin it down.\n  %s" % (
+                    type(exc).__name__, exc, device_name(step.device), physical,
+                    plan.name, step.index, step.op_type,
+                    describe_cuda_error(state.rt.cp, exc, step, physical)),
+                op_index=step.index, op_type=step.op_type, net_name=plan.name,
+                cause=exc) from exc
+
+
+def run_cuda_plan(plan):
+    """Run a plan with GPU ops once (plan.runner for plans that use CuPy)."""
+    from graphnet.executors.cuda.runtime import runtime
+    rt = runtime()
+    with copies.run_scope() as scope, checks.collect() as deferred:
+        state = _RunState(rt, scope)
+        failed = True
+        try:
+            for step in plan.steps:
+                if step.backend.name == "cupy":
+                    _gpu_step(plan, step, state)
+                else:
+                    _cpu_step(plan, step, state)
+            failed = False
+        finally:
+            if failed:
+                try:
+                    _synchronize(plan, state)
+                except Exception:  # the op's own error is the one to report
+                    pass
+            else:
+                _synchronize(plan, state)
+        found = deferred.first_failure()
+        if found is not None:
+            step, exc = found
+            raise operator_error(plan, step, exc) from exc
