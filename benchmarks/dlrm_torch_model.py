@@ -98,7 +98,7 @@ def main(argv=None):
         if it >= args.warmup:
             times.append(elapsed)
         if not args.inference:
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     print(json.dumps({"times": times, "losses": losses, "runtime": "pytorch",
                       "checksum": float(out.detach().double().sum()),
                       "torch": torch.__version__}))

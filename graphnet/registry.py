@@ -361,7 +361,7 @@ class KernelContext(object):
     device, its random generator, how many outputs were asked for, blob names."""
 
     __slots__ = ("xp", "backend", "device", "op", "num_outputs", "input_names",
-                 "output_names", "_rng", "_seed", "options", "_output_blobs")
+                 "output_names", "_rng", "_seed", "options", "_output_blobs", "cache")
 
     def __init__(self, backend, device, op, seed=None, options=None):
         self.backend = backend
@@ -375,6 +375,7 @@ class KernelContext(object):
         self._seed = seed
         self.options = options or {}
         self._output_blobs = None
+        self.cache = {}  # the kernel's own reusable buffers (scratch), per op
 
     def output_value(self, o):
         """The value output o holds before this run (None if empty): for ops that,

@@ -347,6 +347,96 @@ def reinterpret_float32(xp, x):
     return flat.view(np.uint8)[:flat.size * 4].view(F32).reshape(x.shape)
 
 
+# --- rows of tables (numpy): the embedding ops' memory traffic --------------------------
+
+def _row_view(table):
+    """table as a vector of whole rows (one numpy void item each), or None.
+
+    numpy moves a void item with one memcpy, so gathering or scattering rows this
+    way costs half (gather) to a third (scatter) of take/fancy indexing on (N, D)
+    floats, whose inner loop copies element by element (measured in
+    benchmarks/embedding_kernels.py)."""
+    if table.ndim < 1 or not table.flags.c_contiguous or table.size == 0:
+        return None
+    flat = table.reshape(table.shape[0], -1)
+    return flat.view(np.dtype((np.void, flat.itemsize * flat.shape[1]))).reshape(-1)
+
+
+def gather_rows(table, idx):
+    """table[idx] along axis 0 (a fresh array), for valid int indices."""
+    rows = _row_view(table)
+    if rows is None:
+        return np.take(table, idx, axis=0)
+    return rows.take(idx).view(table.dtype).reshape((len(idx),) + table.shape[1:])
+
+
+def scatter_rows(table, idx, values):
+    """table[idx] = values along axis 0 (distinct indices; table C-contiguous)."""
+    rows = _row_view(table)
+    if rows is None:
+        table[idx] = values
+        return
+    values = np.ascontiguousarray(values, dtype=table.dtype)
+    rows[idx] = values.view(rows.dtype).reshape(len(idx))
+
+
+# Below this many rows np.add.reduceat beats building a scipy CSR matrix.
+CSR_MIN_ROWS = 2048
+_SPARSE = []
+
+
+def _scipy_sparse():
+    """scipy.sparse when installed (the [fast] extra), else None; imported once."""
+    if not _SPARSE:
+        try:
+            import scipy.sparse as sparse
+        except ImportError:
+            sparse = None
+        _SPARSE.append(sparse)
+    return _SPARSE[0]
+
+
+def segment_sum(rows, lengths, weights=None):
+    """out[m] = sum of weights[j] * rows[j] over segment m (LENGTHS[m] consecutive
+    rows), each segment summed in row order; rows (n, K) float32, lengths summing to
+    n, weights None or (n,) float32. Returns (len(lengths), K) float32."""
+    n, width = rows.shape
+    m = lengths.shape[0]
+    counts = lengths.astype(np.int64)
+    sparse = _scipy_sparse() if n >= CSR_MIN_ROWS else None
+    if sparse is not None:
+        indptr = np.empty(m + 1, np.int64)
+        indptr[0] = 0
+        np.cumsum(counts, out=indptr[1:])
+        coefficients = np.ones(n, F32) if weights is None else weights.astype(F32)
+        matrix = sparse.csr_array((coefficients, np.arange(n), indptr), shape=(m, n))
+        return np.asarray(matrix @ rows, dtype=F32)
+    if weights is not None:
+        rows = rows * weights.reshape(n, 1)
+    out = np.zeros((m, width), F32)
+    if n == 0:
+        return out
+    starts = np.cumsum(counts) - counts
+    nonempty = counts > 0
+    if nonempty.all():
+        return np.add.reduceat(rows, starts, axis=0)
+    out[nonempty] = np.add.reduceat(rows, starts[nonempty], axis=0)
+    return out
+
+
+def repeated_positions(idx, scratch):
+    """Boolean mask of the positions of `idx` whose value occurs more than once.
+
+    `scratch` is an int32/int64 array at least max(idx)+1 long whose contents do not
+    matter: writing positions forward and backward leaves each value's last and first
+    position, without sorting (a sort of 100k ids costs several times more here)."""
+    positions = np.arange(len(idx), dtype=scratch.dtype)
+    scratch[idx] = positions
+    last = scratch[idx]
+    scratch[idx[::-1]] = positions[::-1]
+    return scratch[idx] != last
+
+
 def occurrence_rounds(xp, idx):
     """Positions of `idx` split into rounds of distinct rows, in Caffe2's loop order.
 

@@ -84,7 +84,7 @@ def relu(xp, x):
 
 
 def relu_gradient(xp, y, dy):
-    return xp.where(y > 0, dy, xp.zeros_like(dy))  # select, so NaN dY at Y<=0 gives 0
+    return xp.where(y > 0, dy, dy.dtype.type(0))  # select, so NaN dY at Y<=0 gives 0
 
 
 def sigmoid(xp, x):

@@ -62,6 +62,10 @@ def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
     m, k = numel(x[:axis]), numel(x[axis:])
     axis_w = _axis(args.axis_w, w, op_type, "W", 1)
     n = numel(w[axis_w:]) if transposed else numel(w[:axis_w])
+    valid = k * n == numel(w) and (numel(third) == m * n if gradient
+                                   else k > 0 and n > 0 and third[0] == n)
+    if valid:
+        return axis, m, k, n  # the common case: no message to build
     text = "Dimension mismatch: X: %s, W: %s, %s: %s, axis: %d, M: %d, N: %d, K: %d" % (
         dims_text(x), dims_text(w), "dY" if gradient else "b", dims_text(third), args.axis,
         m, n, k)
@@ -105,7 +109,8 @@ def _fc_schema(op_type, transposed):
         axis, m, k, n = _fc_geometry(op_type, args, x.shape, w.shape, b.shape, transposed)
         x2 = x.reshape(m, k).astype(np.float32, copy=False)
         w2 = w.reshape(k, n) if transposed else w.reshape(n, k).T
-        y = x2 @ w2.astype(np.float32, copy=False) + b.astype(np.float32, copy=False)
+        y = x2 @ w2.astype(np.float32, copy=False)
+        y += b.astype(np.float32, copy=False)  # in place: one pass less than y = xw + b
         return y.astype(dtype, copy=False).reshape(x.shape[:axis] + (n,))
 
     return schema
@@ -137,7 +142,8 @@ def _fc_gradient_schema(op_type, transposed):
         dy2 = dy.reshape(m, n).astype(np.float32, copy=False)
         w2 = w.reshape(k, n).T if transposed else w.reshape(n, k)  # always (N, K)
         dw = x2.T @ dy2 if transposed else dy2.T @ x2
-        outs = [dw.astype(dtype).reshape(w.shape), dy2.sum(axis=0).astype(dtype)]
+        outs = [dw.astype(dtype, copy=False).reshape(w.shape),
+                dy2.sum(axis=0).astype(dtype, copy=False)]
         if ctx.num_outputs == 3:
             dx = dy2 @ w2.astype(np.float32, copy=False)
             outs.append(dx.astype(dtype, copy=False).reshape(x.shape))

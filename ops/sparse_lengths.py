@@ -13,7 +13,7 @@ import numpy as np
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      size_from_dim)
+                      gather_rows, segment_sum, size_from_dim)
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -48,10 +48,12 @@ def _check_segments(xp, op_type, indices, lengths, n_rows, idx_slot, len_slot):
     """Bounds and sum(LENGTHS) checks in Caffe2's order: every index a segment
     reaches is checked before the segments overrun INDICES."""
     n, m = indices.shape[0], lengths.shape[0]
-    total = int(xp.maximum(lengths, 0).astype(np.int64).sum())
+    negative = m > 0 and int(lengths.min()) < 0
+    total = int((xp.maximum(lengths, 0) if negative else lengths).sum(dtype=np.int64))
     head = indices[:min(total, n)]
-    bad = (head < 0) | (head >= n_rows)
-    if bool(bad.any()):
+    # two reductions decide the common case; the mask is built only to report
+    if head.size and (int(head.min()) < 0 or int(head.max()) >= n_rows):
+        bad = (head < 0) | (head >= n_rows)
         j = int(xp.argmax(bad))
         enforce(False,
                 "Index %d is out of bounds: %d, range 0 to %d, actual batch length is "
@@ -65,7 +67,8 @@ def _check_segments(xp, op_type, indices, lengths, n_rows, idx_slot, len_slot):
                 "size of the indices tensor, but it appears not. %s expected sum(LENGTHS) == "
                 "len(INDICES) == %d, found sum(LENGTHS) = %d. Fix: LENGTHS[m] must count the "
                 "INDICES entries of segment m." % (op_type, n, total), input_index=len_slot)
-    _check_non_negative(xp, op_type, lengths, len_slot)
+    if negative:
+        _check_non_negative(xp, op_type, lengths, len_slot)
 
 
 def _check_non_negative(xp, op_type, lengths, len_slot):
@@ -97,25 +100,14 @@ def _pool_generic(xp, data, indices, lengths, weights, shape):
 
 
 def _pool_numpy(xp, data, indices, lengths, weights, shape):
-    """Segments grouped by length: one (k, length, ...) gather and sum per distinct
-    length, 2-6x faster than np.add.reduceat over (n, D) rows at DLRM sizes.
-    Each segment is still summed in float32, in order."""
-    out = np.zeros(shape, dtype=np.float32)
-    lengths = lengths.astype(np.int64)
-    starts = np.cumsum(lengths) - lengths
-    order = np.argsort(lengths, kind="stable")
-    bounds = np.flatnonzero(np.diff(lengths[order])) + 1
-    for group in np.split(order, bounds):
-        size = int(lengths[group[0]]) if len(group) else 0
-        if size == 0:
-            continue
-        positions = starts[group][:, None] + np.arange(size)
-        rows = np.take(data, indices[positions], axis=0)  # (k, size) + DATA.shape[1:]
-        if weights is not None:
-            rows = rows * weights[positions].reshape(positions.shape +
-                                                     (1,) * (rows.ndim - 2))
-        out[group] = rows.sum(axis=1, dtype=np.float32)
-    return out
+    """Rows gathered whole (gather_rows), then summed per segment in order, in
+    float32: scipy's CSR product for large batches (a tight C loop over the rows),
+    np.add.reduceat for small ones, where building the matrix costs more."""
+    n = indices.shape[0]
+    rows = gather_rows(data, indices).reshape(n, -1)
+    if rows.dtype != F32:
+        rows = rows.astype(F32)  # float16 tables accumulate in float, as in Caffe2
+    return segment_sum(rows, lengths, weights).reshape(shape)
 
 
 def _repeat_generic(xp, rows, lengths, n):
@@ -378,3 +370,96 @@ def _with_main_input_shape(args, weights, dy, lengths, data, indices):
         return [None, TensorInfo(weights.shape, np.float32)]
     return [TensorInfo((indices.shape[0],) + dy.shape[1:], np.float32),
             TensorInfo(weights.shape, np.float32)]
+
+
+# --- CUDA kernels (backend "cupy"; compiled lazily, see ops/_cuda.py) -----------------
+# The ops keep their generic validation (Caffe2's checks and messages, run before any
+# launch); only the pooling / repeating step is a kernel. One thread per (segment,
+# column) walks its segment in index order: no atomics, so the forward pass and its
+# gradient are deterministic, and reads of a DATA row are coalesced across columns.
+
+from graphnet import registry as _registry  # noqa: E402
+
+from ._cuda import (DATA_TYPES, INDEX_TYPES as _CUDA_INDEX_TYPES, CudaSource,  # noqa: E402
+                    index_type, launch, null_flag, variants)
+
+_SLS_CUDA = CudaSource("sparse_lengths", variants(r"""
+extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
+        const float* w, const i64* starts, const int* lengths, i64 segs, i64 block,
+        i64 rows, i64 n, float* out, i64* flag) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= segs * block) return;
+    i64 m = t / block, c = t - m * block;
+    i64 s = starts[m], e = s + lengths[m];
+    float acc = 0.0f;
+    for (i64 j = s; j < e; ++j) {
+        if (j >= n) { gn_flag(flag, n); break; }
+        i64 r = (i64)idx[j];
+        if (r < 0 || r >= rows) { gn_flag(flag, j); continue; }
+        float v = gn_load(data, r * block + c);
+        acc += w ? __fmul_rn(w[j], v) : v;
+    }
+    out[t] = acc;
+}
+""", DT=DATA_TYPES, IT=_CUDA_INDEX_TYPES) + r"""
+extern "C" __global__ void sls_repeat(const float* dy, const i64* starts,
+        const int* lengths, i64 segs, i64 block, i64 n, float* out) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= segs * block) return;
+    i64 m = t / block, c = t - m * block;
+    i64 s = starts[m], e = s + lengths[m];
+    float v = dy[t];
+    for (i64 j = s; j < e && j < n; ++j) out[j * block + c] = v;
+}
+""")
+
+
+def _segment_starts(xp, lengths):
+    """Where each segment starts in INDICES (int64 exclusive prefix sum)."""
+    return xp.cumsum(lengths, dtype=np.int64) - lengths
+
+
+def _pool_cuda(xp, data, indices, lengths, weights, shape):
+    """_pool_generic as one kernel (float32 accumulation, index order)."""
+    data = xp.ascontiguousarray(data)
+    indices = xp.ascontiguousarray(indices)
+    lengths = xp.ascontiguousarray(lengths)
+    segs, block = shape[0], size_from_dim(data.shape, 1)
+    out = xp.empty(shape, dtype=np.float32)
+    name = "sls_pool_%s_%s" % ("f16" if data.dtype == np.float16 else "f32",
+                               index_type(indices.dtype))
+    w = null_flag() if weights is None else xp.ascontiguousarray(weights)
+    launch(_SLS_CUDA.function(name), segs * block,
+           (data, indices, w, _segment_starts(xp, lengths), lengths, np.int64(segs),
+            np.int64(block), np.int64(data.shape[0]), np.int64(indices.shape[0]), out,
+            null_flag()))
+    return out
+
+
+def _repeat_cuda(xp, rows, lengths, n):
+    """_repeat_generic as one kernel: row m of `rows` written LENGTHS[m] times."""
+    rows = xp.ascontiguousarray(rows, dtype=np.float32)
+    lengths = xp.ascontiguousarray(lengths)
+    segs, block = rows.shape[0], size_from_dim(rows.shape, 1)
+    out = xp.empty((n,) + tuple(rows.shape[1:]), dtype=np.float32)
+    launch(_SLS_CUDA.function("sls_repeat"), segs * block,
+           (rows, _segment_starts(xp, lengths), lengths, np.int64(segs), np.int64(block),
+            np.int64(n), out))
+    return out
+
+
+for _schema, _weighted, _mean in ((SPARSE_LENGTHS_SUM, False, False),
+                                  (SPARSE_LENGTHS_MEAN, False, True),
+                                  (SPARSE_LENGTHS_WEIGHTED_SUM, True, False)):
+    _schema.kernel(_forward_kernel(_schema.type, _weighted, _mean, _pool_cuda),
+                   backend="cupy")
+for _name, _weighted, _mean in (
+        ("SparseLengthsIndicesInGradientSumGradient", False, False),
+        ("SparseLengthsSumGradient", False, False),
+        ("SparseLengthsIndicesInGradientMeanGradient", False, True),
+        ("SparseLengthsMeanGradient", False, True),
+        ("SparseLengthsIndicesInGradientWeightedSumGradient", True, False),
+        ("SparseLengthsWeightedSumGradient", True, False)):
+    _registry.lookup(_name).kernel(_gradient_kernel(_name, _weighted, _mean, _repeat_cuda),
+                                   backend="cupy")
+WITH_MAIN_INPUT.kernel(_with_main_input_kernel(_repeat_cuda), backend="cupy")

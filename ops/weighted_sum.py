@@ -7,7 +7,8 @@ import numpy as np
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, cpp_float, cpp_name, dims_text,
-                      expect_dtype, expect_dtypes, numel, occurrence_rounds)
+                      expect_dtype, expect_dtypes, gather_rows, numel, occurrence_rounds,
+                      repeated_positions, scatter_rows)
 
 
 def _one_element(op, w, k, pair):
@@ -178,6 +179,40 @@ def _(args, *xs):
     return [TensorInfo(xs[0].shape, xs[0].dtype)]
 
 
+def _accumulate_rows(ctx, data, idx, pairs):
+    """Caffe2's w_0 == 1 loop, data[idx[i]] += w_k * X_k[i] for i in order, on numpy.
+
+    Rows hit once are gathered, updated and written back whole (gather_rows /
+    scatter_rows); rows hit several times are updated in rounds of distinct rows in
+    index order, so every row sees its additions in Caffe2's order."""
+    scratch = ctx.cache.get("rows")
+    if scratch is None or scratch.shape[0] < data.shape[0]:
+        scratch = ctx.cache["rows"] = np.empty(data.shape[0], np.int64)
+    repeated = repeated_positions(idx, scratch)
+    many = np.flatnonzero(repeated) if repeated.any() else None
+    if many is not None:
+        rows = idx[many]
+        before = gather_rows(data, rows)  # exact values, restored below
+    values = gather_rows(data, idx)
+    for x, w in pairs:
+        values += w * x
+    scatter_rows(data, idx, values)  # right for every row hit once
+    if many is None:
+        return
+    scatter_rows(data, rows, before)  # repeated rows: back to their value before the op
+    for sel in occurrence_rounds(np, rows):
+        at = many[sel]
+        _add_rows(data, rows[sel], [(gather_rows(x, at), w) for x, w in pairs])
+
+
+def _add_rows(data, rows, pairs):
+    """data[rows] += w * x for each pair in turn (rows distinct)."""
+    values = gather_rows(data, rows)
+    for x, w in pairs:
+        values += w * x
+    scatter_rows(data, rows, values)
+
+
 @SCATTER_WEIGHTED_SUM.kernel
 def scatter_weighted_sum(ctx, args, *xs):
     sizes = _scatter_checks(xs)
@@ -186,8 +221,8 @@ def scatter_weighted_sum(ctx, args, *xs):
         return x0
     n, block = sizes
     host = np.asarray(ctx.backend.to_host(xs[2])).reshape(-1).astype(np.int64)
-    bad = np.nonzero((host < 0) | (host >= n))[0]
-    if bad.size:
+    if host.size and (host.min() < 0 or host.max() >= n):
+        bad = np.nonzero((host < 0) | (host >= n))[0]
         enforce(False, "Index out of bounds: %d, range 0 to %d. ScatterWeightedSum: "
                        "INDICES[%d] must address a row of X_0 (shape %s); nothing was "
                        "updated. Fix: keep indices in [0, %d)." % (
@@ -196,17 +231,71 @@ def scatter_weighted_sum(ctx, args, *xs):
     data = x0.reshape(n, block)
     if isinstance(data, np.ndarray) and not data.flags.writeable:
         data = data.copy()
+    w0 = np.float32(np.asarray(ctx.backend.to_host(xs[1])).reshape(()))
+    pairs = [(xs[j].reshape(-1, block),
+              cpp_float(data, np.asarray(ctx.backend.to_host(xs[j + 1])).reshape(())))
+             for j in range(3, len(xs), 2)]
+    if w0 == np.float32(1.0) and isinstance(data, np.ndarray):
+        _accumulate_rows(ctx, data, host, pairs)
+        return data.reshape(x0.shape)
     # Rounds follow Caffe2's sequential order, each touching distinct rows.
     rounds = occurrence_rounds(np, host)
-    w0 = np.float32(np.asarray(ctx.backend.to_host(xs[1])).reshape(()))
     if w0 != np.float32(1.0):
         for sel in rounds:
             rows = xp.asarray(host[sel])
             data[rows] *= cpp_float(data, w0)
-    for j in range(3, len(xs), 2):
-        x = xs[j].reshape(-1, block)
-        w = cpp_float(data, np.asarray(ctx.backend.to_host(xs[j + 1])).reshape(()))
+    for x, w in pairs:
         for sel in rounds:
             rows = xp.asarray(host[sel])
             data[rows] += w * x[xp.asarray(sel)]
+    return data.reshape(x0.shape)
+
+
+# --- CUDA kernels (backend "cupy"; compiled lazily, see ops/_cuda.py) -----------------
+# float32 X_0 is updated in place on the GPU: w_0 scales each occurrence of a row once
+# (sorted runs, Caffe2's order), then every (X_k, w_k) pair scatter-adds through
+# ops/_cuda_scatter.py (atomics, or sorted runs with GRAPHNET_CUDA_DETERMINISTIC=1).
+# Weights stay on the device. Indices are checked before any write (default), or by
+# the kernels and reported at the end of the run (GRAPHNET_CUDA_CHECKS=deferred).
+# float64 X_0 keeps the generic kernel.
+
+from graphnet.errors import EnforceError as _EnforceError  # noqa: E402
+
+from ._cuda_scatter import scale_rows, scatter_add_rows, sorted_runs  # noqa: E402
+
+
+def _bounds_message(position, value, n, shape):
+    return ("Index out of bounds: %d, range 0 to %d. ScatterWeightedSum: INDICES[%d] "
+            "must address a row of X_0 (shape %s); nothing was updated. Fix: keep "
+            "indices in [0, %d)." % (value, n, position, dims_text(shape), n))
+
+
+@SCATTER_WEIGHTED_SUM.kernel(backend="cupy")
+def scatter_weighted_sum_cuda(ctx, args, *xs):
+    x0 = xs[0]
+    if x0.dtype != F32:
+        return scatter_weighted_sum(ctx, args, *xs)
+    sizes = _scatter_checks(xs)
+    if sizes is None:
+        return x0
+    n, block = sizes
+    xp = ctx.xp
+    idx = xp.ascontiguousarray(xs[2].reshape(-1))
+    from graphnet.executors.cuda import checks
+    flag = None
+    if checks.sync_checks():
+        bad = (idx < 0) | (idx >= n)
+        if idx.size and bool(bad.any()):
+            j = int(xp.argmax(bad))
+            enforce(False, _bounds_message(j, int(idx[j]), n, x0.shape), input_index=2)
+    else:
+        shape = tuple(x0.shape)
+        flag = checks.new_flag(xp, lambda j: _EnforceError(
+            _bounds_message(j, int(idx[j]), n, shape), input_index=2))
+    data = xp.ascontiguousarray(x0).reshape(n, block)
+    runs = sorted_runs(xp, idx)
+    scale_rows(xp, data, xs[1], runs)
+    for j in range(3, len(xs), 2):
+        scatter_add_rows(xp, data, idx, xs[j].reshape(-1, block), scale=xs[j + 1],
+                         flag=flag, sorted_=runs)
     return data.reshape(x0.shape)
