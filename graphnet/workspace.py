@@ -33,7 +33,8 @@ __all__ = [
     "Workspaces", "RegisteredOperators", "InferShapesAndTypes", "StringifyProto",
     "GetNetName", "Nets", "blobs", "has_gpu_support", "has_cuda_support",
     "has_hip_support", "GetGpuPeerAccessPattern", "SetVirtualGpuCount",
-    "SetStrictDevices", "BlobDevice", "operator_tracebacks", "BenchmarkNet", "C",
+    "SetStrictDevices", "SetGpuDeviceMapping", "BlobDevice", "operator_tracebacks",
+    "BenchmarkNet", "C",
 ]
 
 log = logging.getLogger("graphnet")
@@ -337,15 +338,33 @@ NumCudaDevices = NumGpuDevices
 
 
 def GetGpuPeerAccessPattern():
-    """Every pair of (virtual) GPUs can reach each other."""
+    """Which GPUs can read each other's memory: every pair of virtual GPUs; on real
+    GPUs, logical GPUs on one physical GPU or on a pair with peer access."""
     n = NumGpuDevices()
-    return np.ones((n, n), dtype=bool)
+    from graphnet.executors.backends import cuda_backend
+    backend = cuda_backend()
+    if backend is None:
+        return np.ones((n, n), dtype=bool)
+    rt = backend.rt
+    return np.array([[rt.can_peer(rt.physical_of(i), rt.physical_of(j)) for j in range(n)]
+                     for i in range(n)], dtype=bool)
 
 
 def SetVirtualGpuCount(n):
     """Emulate `n` GPUs with numpy (as GRAPHNET_VIRTUAL_GPUS=n)."""
     global has_gpu_support, has_cuda_support
     config.set_virtual_gpu_count(n)
+    has_gpu_support = has_cuda_support = NumGpuDevices() > 0
+
+
+def SetGpuDeviceMapping(mapping=None):
+    """Logical GPUs on real GPUs (CuPy): an int N makes N logical GPUs with gpu_d on
+    physical d % P; a list [p0, p1, ...] puts gpu_d on physical p_d; None restores
+    one logical GPU per physical GPU (the GRAPHNET_GPU_MAP twin). Create nets after
+    changing it: compiled nets keep the mapping they were built with."""
+    global has_gpu_support, has_cuda_support
+    from graphnet.executors.cuda import settings
+    settings.set_gpu_map(mapping)
     has_gpu_support = has_cuda_support = NumGpuDevices() > 0
 
 

@@ -232,3 +232,137 @@ def rowwise_sparse_adagrad(ctx, args, param, moment, indices, grad, lr, counter=
             step = rate / (xp.sqrt(hr) + eps)
             W[r] = wr + g * step[:, None]
     return w, h
+
+
+# --- CUDA kernels (backend "cupy"; compiled lazily, see ops/_cuda.py) -----------------
+# Caffe2 updates a repeated index twice, the second time from the updated state. The
+# GPU keeps that: positions are sorted by (row, position) and the first thread of each
+# run of equal rows applies the run's updates in position order (no atomics, so the
+# result is deterministic and equals the sequential loop up to float rounding of the
+# row sums). Validation is the numpy kernels' (before any write); lr stays on device.
+
+from ._cuda import INDEX_TYPES as _CUDA_INDEX_TYPES  # noqa: E402
+from ._cuda import CudaSource, index_type, launch, null_flag, variants  # noqa: E402
+from ._cuda_scatter import sorted_runs  # noqa: E402
+
+_ADAGRAD_CUDA = CudaSource("sparse_adagrad", variants(r"""
+extern "C" __global__ void sparse_adagrad$SUFFIX(float* w, float* h, const float* g,
+        const $IT* sorted_rows, const i64* order, const float* lr, float eps, float wd,
+        i64 k, i64 block, i64 rows, i64* flag) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= k * block) return;
+    i64 p = t / block, c = t - p * block;
+    i64 r = (i64)sorted_rows[p];
+    if (p > 0 && (i64)sorted_rows[p - 1] == r) return;
+    if (r < 0 || r >= rows) { if (c == 0) gn_flag(flag, order[p]); return; }
+    float rate = lr[0];
+    float wv = w[r * block + c], hv = h[r * block + c];
+    for (i64 q = p; q < k && (i64)sorted_rows[q] == r; ++q) {
+        float gv = g[order[q] * block + c];
+        if (wd != 0.0f) gv = fmaf(wd, wv, gv);
+        hv = __fadd_rn(hv, __fmul_rn(gv, gv));
+        wv = __fadd_rn(wv, __fdiv_rn(__fmul_rn(rate, gv), __fadd_rn(__fsqrt_rn(hv), eps)));
+    }
+    w[r * block + c] = wv;
+    h[r * block + c] = hv;
+}
+
+extern "C" __global__ void rowwise_adagrad$SUFFIX(float* w, float* h, const float* g,
+        const $IT* sorted_rows, const i64* order, const float* lr, float eps, float wd,
+        const double* counter, double halflife, i64 k, i64 block, i64 rows, i64* flag) {
+    i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= k) return;
+    i64 r = (i64)sorted_rows[p];
+    if (p > 0 && (i64)sorted_rows[p - 1] == r) return;
+    if (r < 0 || r >= rows) { gn_flag(flag, order[p]); return; }
+    float rate = lr[0];
+    float* wr = w + r * block;
+    float hv = h[r];
+    float scale = wd;
+    if (counter && wd != 0.0f) {
+        double count = counter[r];
+        float freq = (float)(count > 0.0 ? halflife / count : 1.0);
+        scale = __fmul_rn(wd, freq);
+    }
+    for (i64 q = p; q < k && (i64)sorted_rows[q] == r; ++q) {
+        const float* gq = g + order[q] * block;
+        float sum = 0.0f;
+        for (i64 c = 0; c < block; ++c) {
+            float gv = gq[c];
+            if (wd != 0.0f) gv = counter ? (float)((double)scale * (double)wr[c] + (double)gv)
+                                         : fmaf(wd, wr[c], gv);
+            sum = __fadd_rn(sum, __fmul_rn(gv, gv));
+        }
+        hv = __fadd_rn(hv, __fdiv_rn(sum, (float)block));
+        float step = __fdiv_rn(rate, __fadd_rn(__fsqrt_rn(hv), eps));
+        for (i64 c = 0; c < block; ++c) {
+            float gv = gq[c];
+            if (wd != 0.0f) gv = counter ? (float)((double)scale * (double)wr[c] + (double)gv)
+                                         : fmaf(wd, wr[c], gv);
+            wr[c] = __fadd_rn(wr[c], __fmul_rn(gv, step));
+        }
+    }
+    h[r] = hv;
+}
+""", IT=_CUDA_INDEX_TYPES))
+
+
+def _device_lr(xp, lr):
+    return xp.ascontiguousarray(lr.reshape(-1)[:1], dtype=np.float32)
+
+
+@SPARSE_ADAGRAD.kernel(backend="cupy")
+def sparse_adagrad_cuda(ctx, args, param, moment, indices, grad, lr):
+    xp, op = ctx.xp, "SparseAdagrad"
+    _sparse_adagrad_shape(args, *infos(param, moment, indices, grad, lr))
+    w = mutable(xp, as_float32(xp, param, op, "param", 0, True))
+    h = mutable(xp, as_float32(xp, moment, op, "moment", 1, True))
+    if indices.size == 0:
+        return w, h
+    idx, block, rows = _sparse_geometry(xp, ctx, op, indices, grad, w.size, "block_size")
+    if block == 0:
+        return w, h
+    order, sorted_rows = sorted_runs(xp, idx)
+    k = int(idx.shape[0])
+    launch(_ADAGRAD_CUDA.function("sparse_adagrad_" + index_type(sorted_rows.dtype)),
+           k * block,
+           (w, h, xp.ascontiguousarray(grad, dtype=np.float32), sorted_rows, order,
+            _device_lr(xp, lr), np.float32(args.epsilon), np.float32(args.weight_decay),
+            np.int64(k), np.int64(block), np.int64(rows), null_flag()))
+    return w, h
+
+
+@ROWWISE_SPARSE_ADAGRAD.kernel(backend="cupy")
+def rowwise_sparse_adagrad_cuda(ctx, args, param, moment, indices, grad, lr, counter=None):
+    xp, op = ctx.xp, "RowWiseSparseAdagrad"
+    _rowwise_sparse_adagrad_shape(args, *infos(param, moment, indices, grad, lr),
+                                  counter=None if counter is None else TensorInfo.of(counter))
+    w = mutable(xp, as_float32(xp, param, op, "param", 0, True))
+    h = mutable(xp, as_float32(xp, moment, op, "moment", 1, True))
+    if indices.size == 0:
+        return w, h
+    n = int(indices.size)
+    block = int(grad.size) // n
+    if block:
+        check_eq(w.size // block, h.size, "Input(PARAM).numel() / block_size == "
+                 "Input(MOMENT_1).numel()", op, "Input Param size: %d Block size: %d Input "
+                 "Moment size: %d" % (w.size, block, h.size),
+                 "give one grad row of param.shape[1:] per index", 3)
+    idx, block, rows = _sparse_geometry(xp, ctx, op, indices, grad, w.size)
+    if block == 0:
+        return w, h
+    use_counter = args.counter_halflife > 0
+    if use_counter and not (counter.size >= rows):
+        enforce(False,
+                "%s reads counter[idx] for every row: expected at least %d counter entries, "
+                "found %d. Fix: feed the row counter of this table." % (op, rows,
+                                                                        counter.size),
+                input_index=5)
+    order, sorted_rows = sorted_runs(xp, idx)
+    launch(_ADAGRAD_CUDA.function("rowwise_adagrad_" + index_type(sorted_rows.dtype)), n,
+           (w, h, xp.ascontiguousarray(grad, dtype=np.float32), sorted_rows, order,
+            _device_lr(xp, lr), np.float32(args.epsilon), np.float32(args.weight_decay),
+            xp.ascontiguousarray(counter.reshape(-1)) if use_counter else null_flag(),
+            np.float64(args.counter_halflife), np.int64(n), np.int64(block),
+            np.int64(rows), null_flag()))
+    return w, h

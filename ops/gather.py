@@ -440,3 +440,79 @@ for _name, _mean in (("UnsortedSegmentSum", False), ("UnsortedSegmentMean", True
                         % (" / segment size" if _mean else ""))
     _bwd.shape(_segment_gradient_shape)
     _bwd.kernel(functools.partial(unsorted_segment_gradient, mean=_mean))
+
+
+# --- CUDA kernels (backend "cupy"; compiled lazily, see ops/_cuda.py) -----------------
+# The scatter-adds (BatchGatherGradient, SparseToDense, UnsortedSegmentSum/Mean) run
+# ops/_cuda_scatter.py's kernel for float32 values: atomics, or with
+# GRAPHNET_CUDA_DETERMINISTIC=1 a sorted segmented sum in numpy's np.add.at order.
+# Other dtypes keep the generic bincount. Unique: sort, mark run starts, scatter.
+
+from ._cuda import INDEX_TYPES as _CUDA_INDEX_TYPES  # noqa: E402
+from ._cuda import CudaSource, index_type, launch, variants  # noqa: E402
+from ._cuda_scatter import scatter_add_rows  # noqa: E402
+from graphnet.registry import lookup as registry_lookup  # noqa: E402
+
+
+def _scatter_cuda(xp, rows, values, nrows):
+    """_scatter_add_at on the GPU: zeros of (nrows,) + values.shape[1:], rows added."""
+    if values.dtype != F32:
+        return _scatter_bincount(xp, rows, values, nrows)
+    out = xp.zeros((nrows,) + tuple(values.shape[1:]), dtype=np.float32)
+    if nrows and out.size:
+        scatter_add_rows(xp, out.reshape(nrows, -1), rows, values)
+    return out
+
+
+def _cuda_scatter_kernels(schema, body):
+    schema.kernel(functools.partial(body, scatter=_scatter_cuda), backend="cupy")
+
+
+_cuda_scatter_kernels(BATCH_GATHER_GRADIENT, batch_gather_gradient)
+_cuda_scatter_kernels(SPARSE_TO_DENSE, sparse_to_dense)
+for _name, _mean in (("UnsortedSegmentSum", False), ("UnsortedSegmentMean", True)):
+    _cuda_scatter_kernels(registry_lookup(_name), functools.partial(unsorted_segment,
+                                                                    mean=_mean))
+
+_UNIQUE_CUDA = CudaSource("unique", variants(r"""
+extern "C" __global__ void unique_mark$SUFFIX(const $IT* sorted, i64 n, int* first) {
+    i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p < n) first[p] = (p == 0 || sorted[p] != sorted[p - 1]) ? 1 : 0;
+}
+
+extern "C" __global__ void unique_scatter$SUFFIX(const $IT* sorted, const i64* order,
+        const int* first, const i64* ids, i64 n, $IT* values, int* remapping) {
+    i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n) return;
+    i64 id = ids[p];
+    remapping[order[p]] = (int)id;
+    if (first[p]) values[id] = sorted[p];
+}
+""", IT=_CUDA_INDEX_TYPES))
+
+
+@UNIQUE.kernel(backend="cupy")
+def unique_cuda(ctx, args, x):
+    """Sorted distinct values and int32 remapping: one sort, two kernels, and one
+    device->host read (the number of distinct values sizes the output)."""
+    _unique_shape(args, TensorInfo.of(x))
+    xp = ctx.xp
+    n = int(x.shape[0])
+    if n == 0:
+        values = xp.empty((0,), dtype=x.dtype)
+        return values if ctx.num_outputs == 1 else (values, xp.empty((0,), np.int32))
+    suffix = index_type(x.dtype)
+    order = xp.argsort(x)
+    ordered = xp.ascontiguousarray(x[order])
+    first = xp.empty((n,), dtype=np.int32)
+    launch(_UNIQUE_CUDA.function("unique_mark_" + suffix), n,
+           (ordered, np.int64(n), first))
+    ids = xp.cumsum(first, dtype=np.int64) - 1
+    count = int(ids[-1]) + 1
+    values = xp.empty((count,), dtype=x.dtype)
+    remapping = xp.empty((n,), dtype=np.int32)
+    launch(_UNIQUE_CUDA.function("unique_scatter_" + suffix), n,
+           (ordered, order.astype(np.int64), first, ids, np.int64(n), values, remapping))
+    if ctx.num_outputs == 1:
+        return values
+    return values, remapping

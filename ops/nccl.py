@@ -136,3 +136,43 @@ def nccl_reduce(ctx, args, *inputs):
     for x in inputs[1:]:
         total += x
     return total
+
+
+# --- CUDA kernels (backend "cupy") ---------------------------------------------------
+# The same checks, then graphnet.executors.cuda.nccl: per physical GPU a local
+# combination of the inputs it hosts, one grouped NCCL call across physical GPUs, and
+# outputs copied out on each input's GPU (imported only when the op runs on a GPU).
+
+@ALLREDUCE.kernel(backend="cupy")
+def nccl_allreduce_cuda(ctx, args, *inputs):
+    if ctx.num_outputs not in (1, len(inputs)):
+        enforce(False,
+                "NCCLAllreduce: %d outputs for %d inputs; use one output per input (or one "
+                "output for a reduce to the root)." % (ctx.num_outputs, len(inputs)))
+    _same_float_inputs("NCCLAllreduce", inputs)
+    from graphnet.executors.cuda import nccl
+    return nccl.allreduce(ctx.backend, _on_device(ctx, inputs), ctx.num_outputs)
+
+
+@BROADCAST.kernel(backend="cupy")
+def nccl_broadcast_cuda(ctx, args, *inputs):
+    if not (0 <= args.root < len(inputs)):
+        enforce(False, "NCCLBroadcast: root %d out of range for %d "
+                "inputs" % (args.root, len(inputs)))
+    _same_float_inputs("NCCLBroadcast", inputs)
+    from graphnet.executors.cuda import nccl
+    return nccl.broadcast(ctx.backend, _on_device(ctx, inputs), args.root)
+
+
+@REDUCE.kernel(backend="cupy")
+def nccl_reduce_cuda(ctx, args, *inputs):
+    _same_float_inputs("NCCLReduce", inputs)
+    from graphnet.executors.cuda import nccl
+    return nccl.reduce(ctx.backend, _on_device(ctx, inputs))
+
+
+def _on_device(ctx, inputs):
+    """Host inputs (a CPU-fed blob) go to the op's GPU first."""
+    xp = ctx.xp
+    return [x if isinstance(x, xp.ndarray) else ctx.backend.copy_to(x, ctx.device)
+            for x in inputs]

@@ -102,13 +102,14 @@ def backend_for(device):
                     device_name(device), count, "" if count == 1 else "s",
                     "; real GPUs unused: " + why if why and count == 0 else "",
                     device.id + 1, device.id + 1))
+        mapping = probe.device_map()
         raise GraphnetError(
             "Cannot run on device %s: %d logical GPU%s map onto this machine's %d real "
             "GPU%s (%r). Fix: map more logical GPUs (GRAPHNET_GPU_MAP=%d or "
             "workspace.SetGpuDeviceMapping(%d)), or place the op on an existing device."
             % (device_name(device), count, "" if count == 1 else "s",
-               probe.physical_count(), "" if probe.physical_count() == 1 else "s",
-               probe.device_map(), device.id + 1, device.id + 1))
+               mapping.physical, "" if mapping.physical == 1 else "s",
+               mapping, device.id + 1, device.id + 1))
     return cuda_backend() or NUMPY
 
 

@@ -57,7 +57,7 @@ def parse_gpu_map(spec):
         return None
     if isinstance(spec, str):
         text = spec.strip()
-        parts = [p.strip() for p in text.split(",")]
+        parts = [p.strip() for p in text.split(",") if p.strip()]
         try:
             values = [int(p) for p in parts]
         except ValueError:

@@ -1,0 +1,105 @@
+"""CUDA C sources of the ops' kernels and their lazy, per-device compilation.
+
+An op file declares `KERNELS = CudaSource("name", code)` at import time (a
+string, nothing compiled, no CuPy imported); its backend="cupy" kernel calls
+`KERNELS.function("fn")`, which compiles the module with NVRTC for the current
+device on first use. Every source is registered in SOURCES so the CPU test
+suite can compile them all with NVRTC alone (tests/test_cuda_kernels_compile.py).
+
+Sources are self-contained (no #include): float16 loads use the PTX cvt
+instruction, so NVRTC needs no CUDA headers. Type variants are generated from
+one template with string.Template ($NAME, $DT, $IT, ...). Imports numpy only.
+"""
+
+import string
+
+import numpy as np
+
+__all__ = ["CudaSource", "SOURCES", "variants", "launch", "PRELUDE", "index_type",
+           "cupy_module", "null_flag"]
+
+SOURCES = {}
+
+# Shared device helpers: loads of float / half as float, and the index guard.
+PRELUDE = r"""
+typedef long long i64;
+__device__ __forceinline__ float gn_load(const float* p, i64 i) { return p[i]; }
+__device__ __forceinline__ float gn_load(const unsigned short* p, i64 i) {
+    float f; unsigned short h = p[i];
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+/* Record the smallest failing position (flag may be null: checks were made before). */
+__device__ __forceinline__ void gn_flag(i64* flag, i64 position) {
+    if (flag) atomicMin(flag, position);
+}
+"""
+
+_TYPE_NAMES = {"float32": "float", "float16": "unsigned short", "int32": "int",
+               "int64": "long long", "float64": "double"}
+
+
+def index_type(dtype):
+    """The suffix of kernel variants for an index dtype: 'i32' or 'i64'."""
+    return "i32" if np.dtype(dtype) == np.int32 else "i64"
+
+
+def variants(template, **choices):
+    """Instantiate `template` for every combination in choices: suffix -> mapping.
+
+    variants(T, IT={"i32": {"IT": "int"}, "i64": {"IT": "long long"}}) yields one
+    kernel per index type, each named with $NAME's suffix (e.g. sls_pool_i32).
+    """
+    combos = [("", {})]
+    for _, options in sorted(choices.items()):
+        combos = [(suffix + "_" + key, dict(values, **extra))
+                  for suffix, values in combos for key, extra in sorted(options.items())]
+    out = []
+    for suffix, values in combos:
+        out.append(string.Template(template).substitute(SUFFIX=suffix, **values))
+    return "\n".join(out)
+
+
+INDEX_TYPES = {"i32": {"IT": "int"}, "i64": {"IT": "long long"}}
+DATA_TYPES = {"f32": {"DT": "float"}, "f16": {"DT": "unsigned short"}}
+
+
+class CudaSource(object):
+    """One CUDA module (several extern "C" kernels), compiled per device on demand."""
+
+    def __init__(self, name, code, options=("-std=c++14",)):
+        if name in SOURCES:
+            raise ValueError("CUDA source %r registered twice" % name)
+        self.name = name
+        self.code = PRELUDE + code
+        self.options = tuple(options)
+        self._modules = {}
+        SOURCES[name] = self
+
+    def function(self, fn_name):
+        """The compiled kernel `fn_name` for the current CUDA device."""
+        cp = cupy_module()
+        device = cp.cuda.Device().id
+        module = self._modules.get(device)
+        if module is None:
+            module = self._modules[device] = cp.RawModule(code=self.code,
+                                                          options=self.options)
+        return module.get_function(fn_name)
+
+
+def cupy_module():
+    import cupy  # imported only when a kernel actually runs on a GPU
+    return cupy
+
+
+def launch(kernel, threads, args, block=256):
+    """Launch `kernel` on the current stream with at least `threads` threads."""
+    threads = int(threads)
+    if threads <= 0:
+        return
+    kernel(((threads + block - 1) // block,), (block,), args)
+
+
+def null_flag():
+    """What kernels receive instead of an error flag when indices were checked."""
+    return np.uint64(0)
