@@ -26,7 +26,24 @@ from graphnet.executors.cuda import checks, copies
 from graphnet.executors.cuda.errors import describe_cuda_error, is_cuda_error
 from graphnet.executors.run import operator_error, run_step
 
-__all__ = ["run_cuda_plan", "uses_cuda"]
+__all__ = ["run_cuda_plan", "uses_cuda", "profile"]
+
+# When a list: every GPU step appends (step, start event, end event), timing events
+# recorded on its stream (tests and benchmarks read when ops ran; see profile()).
+_PROFILE = [None]
+
+
+class profile(object):
+    """with profile() as records: ... -> records of (step, start, end) CUDA events."""
+
+    def __enter__(self):
+        self.records = []
+        _PROFILE[0] = self.records
+        return self.records
+
+    def __exit__(self, *exc):
+        _PROFILE[0] = None
+        return False
 
 
 def uses_cuda(plan):
@@ -90,6 +107,10 @@ def _gpu_step(plan, step, state):
         with stream:
             moved = _upload_host_inputs(state, step, stream)
             checks.set_current_step(step)
+            records = _PROFILE[0]
+            if records is not None:
+                start = cp.cuda.Event()
+                start.record(stream)
             try:
                 run_step(plan, step)
             except OperatorError as exc:
@@ -102,8 +123,10 @@ def _gpu_step(plan, step, state):
                 raise
             finally:
                 checks.set_current_step(None)
-        event = cp.cuda.Event(disable_timing=True)
+        event = cp.cuda.Event(disable_timing=records is None)
         event.record(stream)
+        if records is not None:
+            records.append((step, start, event))
     state.last[logical] = step
     for blob in step.in_blobs:
         state.reads.setdefault(id(blob), {})[logical] = event

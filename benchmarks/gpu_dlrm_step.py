@@ -1,0 +1,100 @@
+"""DLRM training step on one GPU: graphnet (Caffe2 API, CuPy executor) vs the same
+model in PyTorch eager on the same GPU (benchmarks/dlrm_caffe2_model.py and
+dlrm_torch_model.py: same weights, batches and SGD). Ratio = graphnet / PyTorch
+seconds per step (target <= 1.0). Batches are fed every step in both peers
+(host -> device); losses of the first steps are printed side by side.
+
+    python benchmarks/gpu_dlrm_step.py [--config medium small2048] [--iters 20]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from gpu_common import summary  # noqa: E402
+
+
+def run_graphnet(cfg, batches, weights, warmup, iters):
+    import graphnet.compat
+    graphnet.compat.install()
+    import dlrm_caffe2_model as c2model
+    from graphnet import config, core, workspace
+    config.set_virtual_gpu_count(0)
+    workspace.ResetWorkspace()
+    gpu0 = core.DeviceOption(workspace.GpuDeviceType, 0)
+    with core.DeviceScope(gpu0):
+        model, loss = c2model.build(cfg, train=True)
+        for name, value in sorted(weights.items()):
+            workspace.FeedBlob(name, value)
+        workspace.FeedBlob("tril_indices", c2model.tril_indices(len(cfg["rows"]) + 1))
+        c2model.feed_batch(workspace, batches[0])
+        workspace.RunNetOnce(model.param_init_net)
+        workspace.CreateNet(model.net)
+        times, losses = [], []
+        for it in range(warmup + iters):
+            start = time.perf_counter()
+            c2model.feed_batch(workspace, batches[it % len(batches)])
+            workspace.RunNet(model.net.Proto().name)  # ends with a stream sync
+            elapsed = time.perf_counter() - start
+            losses.append(float(workspace.FetchBlob(loss)))
+            if it >= warmup:
+                times.append(elapsed)
+    return float(np.median(times)), losses
+
+
+def run_torch(cfg, batches, weights, warmup, iters):
+    import torch
+    import dlrm_torch_model as tmodel
+    device = torch.device("cuda")
+    model = tmodel.DLRM(cfg, weights).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = torch.nn.MSELoss()
+    host = [tmodel.to_torch(b) for b in batches]
+    times, losses = [], []
+    for it in range(warmup + iters):
+        dense, indices, offsets, target = host[it % len(host)]
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        dense, target = dense.to(device), target.to(device)
+        indices = [i.to(device) for i in indices]
+        offsets = [o.to(device) for o in offsets]
+        out = model(dense, indices, offsets)
+        loss = loss_fn(out, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())  # a host sync, as graphnet's FetchBlob
+        elapsed = time.perf_counter() - start
+        losses.append(value)
+        if it >= warmup:
+            times.append(elapsed)
+    return float(np.median(times)), losses
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", nargs="+", default=["medium", "small2048"])
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args(argv)
+    import dlrm_caffe2_model as c2model
+    for name in args.config:
+        cfg = c2model.config(name)
+        weights, batches = c2model.make_data(cfg, 4)
+        ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup, args.iters)
+        peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
+        print("DLRM %s: graphnet %.3f ms/step, PyTorch eager %.3f ms/step; losses "
+              "graphnet %s, PyTorch %s" % (name, ours * 1e3, peer * 1e3,
+                                          ["%.5f" % v for v in our_losses[:3]],
+                                          ["%.5f" % v for v in peer_losses[:3]]))
+        summary("DLRM train step (%s) vs PyTorch eager" % name, "%.3f ms" % (ours * 1e3),
+                "%.3f ms" % (peer * 1e3), ours / peer, "<= 1.0 (stretch 0.5)")
+
+
+if __name__ == "__main__":
+    main()

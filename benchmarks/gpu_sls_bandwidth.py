@@ -1,0 +1,70 @@
+"""SparseLengthsSum forward + backward on a GPU: achieved memory bandwidth through
+graphnet's CUDA kernels vs a device-to-device copy (cudaMemcpy) on the same GPU.
+
+Bytes counted: forward reads the gathered rows, the indices and lengths and writes
+the output; backward (SparseLengthsIndicesInGradientSumGradient) reads dY and writes
+one row per index. Times are whole RunNet calls (Python, validation and the final
+stream synchronization included), median of --repeat.
+
+    python benchmarks/gpu_sls_bandwidth.py [--rows 1000000 --dim 64 --bags 65536 --bag 64]
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_common import summary, time_gpu  # noqa: E402
+
+from graphnet import config, core, workspace  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1000000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--bags", type=int, default=65536)
+    parser.add_argument("--bag", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args(argv)
+    import cupy as cp
+    config.set_virtual_gpu_count(0)
+    gpu0 = core.DeviceOption(workspace.GpuDeviceType, 0)
+    rng = np.random.default_rng(0)
+    n = args.bags * args.bag
+    with core.DeviceScope(gpu0):
+        workspace.FeedBlob("table", rng.standard_normal((args.rows, args.dim))
+                           .astype(np.float32))
+        workspace.FeedBlob("idx", rng.integers(0, args.rows, n).astype(np.int64))
+        workspace.FeedBlob("len", np.full(args.bags, args.bag, np.int32))
+        workspace.FeedBlob("dy", rng.standard_normal((args.bags, args.dim))
+                           .astype(np.float32))
+        net = core.Net("sls_fwd_bwd")
+        net.SparseLengthsSum(["table", "idx", "len"], "out")
+        net.SparseLengthsIndicesInGradientSumGradient(["dy", "len", "idx"], "grad_values")
+    workspace.CreateNet(net)
+    seconds = time_gpu(lambda: workspace.RunNet("sls_fwd_bwd"), args.repeat)
+    row = args.dim * 4
+    moved = (n * row + n * 8 + args.bags * 4 + args.bags * row      # forward
+             + args.bags * row + args.bags * 4 + n * row)           # backward
+    ours = moved / seconds / 1e9
+    src = cp.empty(moved // 2, dtype=cp.uint8)
+    dst = cp.empty_like(src)
+
+    def copy():
+        cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, src.nbytes, 3,
+                                    cp.cuda.get_current_stream().ptr)
+        cp.cuda.get_current_stream().synchronize()
+    peer_seconds = time_gpu(copy, args.repeat)
+    peer = 2 * src.nbytes / peer_seconds / 1e9  # read + write
+    print("SparseLengthsSum fwd+bwd: %d bags x %d lookups of %d floats (table %d rows): "
+          "%.3f ms per RunNet, %.1f GB/s; device-to-device copy %.1f GB/s"
+          % (args.bags, args.bag, args.dim, args.rows, seconds * 1e3, ours, peer))
+    summary("SLS fwd+bwd bandwidth vs D2D copy", "%.1f GB/s" % ours, "%.1f GB/s" % peer,
+            ours / peer, ">= 0.60")
+
+
+if __name__ == "__main__":
+    main()

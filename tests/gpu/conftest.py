@@ -1,0 +1,45 @@
+"""Real-GPU tests: the whole folder is skipped (one module-level skip) unless CuPy
+sees a GPU. Each test starts with no virtual GPUs (so CUDA ops run on CuPy), four
+logical GPUs mapped onto the real ones, and fresh executor settings."""
+
+import pytest
+
+from graphnet import config, workspace
+from graphnet.executors.cuda import probe, settings
+
+
+def _gpu_reason():
+    import importlib.util
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed"
+    probe.forget()
+    return None if probe.load() is not None else probe.why_unavailable()
+
+
+REASON = _gpu_reason()
+
+
+def pytest_collection_modifyitems(config, items):
+    if REASON is None:
+        return
+    skip = pytest.mark.skip(reason="no usable GPU: %s" % REASON)
+    for item in items:
+        if "tests/gpu/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Overrides tests/conftest.py's fixture: real GPUs instead of 4 virtual ones."""
+    saved = dict(config._settings)
+    config.set_virtual_gpu_count(0)
+    config.set_strict_devices(False)
+    settings.reset()
+    settings.set_gpu_map(4)
+    workspace.SwitchWorkspace("default", True)
+    workspace.ResetWorkspace()
+    yield
+    workspace.ResetWorkspace()
+    settings.reset()
+    config._settings.clear()
+    config._settings.update(saved)

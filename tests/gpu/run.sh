@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The one prepared script for a session with a lent GPU (see tests/gpu/README.md):
+# versions, offline install, the GPU test suite, the GPU benchmarks, the device check
+# of every op (tests/ops through tests.gpu.sweep), and a summary table printed last.
+# Every step has its own time limit; the whole script stays under 5 minutes.
+# Logs go to $OUT (the device tool's folder) when set, else to /tmp/graphnet-gpu.
+set -u
+cd "$(dirname "$0")/../.."
+LOGS="${OUT:-/tmp/graphnet-gpu}"
+mkdir -p "$LOGS"
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+START=$(date +%s)
+declare -a ROWS
+
+note() { ROWS+=("$1"); }
+
+echo "== versions"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+$PY - <<'PYEOF'
+import importlib, sys
+print("python", sys.version.split()[0])
+for name in ("numpy", "cupy", "torch", "google.protobuf", "networkx", "scipy", "mpi4py"):
+    try:
+        mod = importlib.import_module(name)
+        print(name, getattr(mod, "__version__", "?"))
+    except Exception as exc:
+        print(name, "MISSING:", exc)
+try:
+    import cupy
+    print("cupy devices", cupy.cuda.runtime.getDeviceCount(), "nccl",
+          getattr(cupy.cuda.nccl, "available", False))
+except Exception as exc:
+    print("cupy device query failed:", exc)
+PYEOF
+
+echo "== install (offline)"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+if [ -z "${GRAPHNET_SKIP_INSTALL:-}" ] && ! $PY -m pip install -q --no-deps \
+        --no-build-isolation --no-index -e . > "$LOGS/install.log" 2>&1; then
+    echo "pip install -e . failed (see install.log); using PYTHONPATH=$PWD"
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! $PY -c "import graphnet.workspace" 2> "$LOGS/import.log"; then
+    cat "$LOGS/import.log"
+    echo "graphnet does not import (protobuf >= 7.35 needed: run tests/gpu/prepare_wheels.sh"
+    echo "here and carry .whl)"
+    note "import graphnet | FAILED (see import.log)"
+fi
+
+run_step() {  # name, seconds, command...
+    local name=$1 limit=$2; shift 2
+    echo "== $name (limit ${limit}s)"
+    local t0=$(date +%s)
+    timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1
+    local rc=$?
+    tail -n 25 "$LOGS/$name.log"
+    local last
+    last=$(grep -E "passed|failed|skipped|error|SUMMARY|sweep:" "$LOGS/$name.log" | tail -n 1)
+    [ $rc -eq 124 ] && last="TIMED OUT after ${limit}s; $last"
+    note "$name | rc=$rc | $(( $(date +%s) - t0 ))s | ${last:-no result line}"
+}
+
+run_step gpu_tests 110 $PY -m pytest tests/gpu -q -p no:cacheprovider -rs -s
+run_step bench_copy 35 $PY benchmarks/gpu_copy_bandwidth.py
+run_step bench_sls 40 $PY benchmarks/gpu_sls_bandwidth.py
+run_step bench_dlrm 60 $PY benchmarks/gpu_dlrm_step.py --iters 15
+run_step op_sweep 100 $PY -m pytest tests/ops -q -p no:cacheprovider -p tests.gpu.sweep
+
+echo
+echo "================ SUMMARY ($(( $(date +%s) - START ))s) ================"
+for row in "${ROWS[@]}"; do echo "$row"; done
+echo "-- benchmarks: what | graphnet | peer | ratio | target"
+grep -h "^SUMMARY|" "$LOGS"/bench_*.log 2>/dev/null | sed 's/^SUMMARY| //'
+grep -h "^sweep:" "$LOGS/op_sweep.log" 2>/dev/null
+echo "logs: $LOGS"
