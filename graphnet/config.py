@@ -1,13 +1,14 @@
-"""Process-wide settings: virtual GPU count and strict device checking.
+"""Process-wide settings: virtual GPU count, strict device checking, fast kernels.
 
 Read from the environment at first use (GRAPHNET_VIRTUAL_GPUS=N,
-GRAPHNET_STRICT_DEVICES=1) and settable from Python; imports nothing.
+GRAPHNET_STRICT_DEVICES=1, GRAPHNET_FAST_KERNELS=0) and settable from Python;
+imports nothing.
 """
 
 import os
 
 __all__ = ["virtual_gpu_count", "set_virtual_gpu_count", "strict_devices",
-           "set_strict_devices"]
+           "set_strict_devices", "fast_kernels", "set_fast_kernels"]
 
 _settings = {}
 
@@ -48,3 +49,17 @@ def strict_devices():
 
 def set_strict_devices(strict=True):
     _settings["strict"] = bool(strict)
+
+
+def fast_kernels():
+    """True (default): embedding ops use their fast CPU kernels (whole-row gathers,
+    CSR segment sums, a compiled scatter loop when the [fast] extra is installed).
+    False: the plain numpy formulations (take + add.reduceat, ufunc.at), kept as
+    the reference the fast ones are tested against."""
+    if "fast" not in _settings:
+        _settings["fast"] = bool(_env_int("GRAPHNET_FAST_KERNELS", 1))
+    return _settings["fast"]
+
+
+def set_fast_kernels(fast=True):
+    _settings["fast"] = bool(fast)

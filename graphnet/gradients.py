@@ -33,6 +33,19 @@ def GetIndexFromGradientList(g_list, name):
     return None
 
 
+def _gradient_index(g_list):
+    """name -> what GetIndexFromGradientList(g_list, name) returns (its first match),
+    built once per op: Concat/Sum gradients of wide nets have hundreds of entries."""
+    index = {}
+    for i, g in enumerate(g_list):
+        if type(g) is GradientSlice:
+            index.setdefault(str(g.indices), i)
+            index.setdefault(str(g.values), i)
+        elif g is not None:
+            index.setdefault(str(g), i)
+    return index
+
+
 class GradientRegistry(object):
     """Gradient lookup: the op schema's maker, else a Python-registered function."""
 
@@ -132,9 +145,12 @@ class IR(object):
         return "\n".join(lines) + "\n"
 
     def CheckGradientOperatorInput(self, grad_op_input, g_output, fwd_op_idx,
-                                   locally_generated_blobs):
+                                   locally_generated_blobs, output_index=None):
         forward_op, in_versions, out_versions = self.ssa[fwd_op_idx]
-        original_index = GetIndexFromGradientList(g_output, grad_op_input)
+        if output_index is None:
+            original_index = GetIndexFromGradientList(g_output, grad_op_input)
+        else:
+            original_index = output_index.get(str(grad_op_input))
         if original_index is not None:
             original_name = forward_op.output[original_index]
             if out_versions[original_name] != self.gradient_frontier[original_name]:
@@ -192,15 +208,16 @@ class IR(object):
     def BuildGradientGenerators(self, fwd_op_idx, gradient_ops, g_output, g_input):
         """Check the gradient ops' inputs; record who generates each input gradient."""
         forward_op, in_versions, out_versions = self.ssa[fwd_op_idx]
-        locally_generated_blobs = []
+        locally_generated_blobs = set()
         sparse_generators = defaultdict(lambda: defaultdict(list))
+        output_index, input_index_of = _gradient_index(g_output), _gradient_index(g_input)
         for grad_op in gradient_ops:
             for s in grad_op.input:
                 self.CheckGradientOperatorInput(s, g_output, fwd_op_idx,
-                                                locally_generated_blobs)
-            locally_generated_blobs.extend(str(s) for s in grad_op.output)
+                                                locally_generated_blobs, output_index)
+            locally_generated_blobs.update(str(s) for s in grad_op.output)
             for i, output in enumerate(grad_op.output):
-                input_index = GetIndexFromGradientList(g_input, output)
+                input_index = input_index_of.get(str(output))
                 if input_index is None:
                     continue
                 input_name = forward_op.input[input_index]

@@ -183,6 +183,9 @@ class OpSchema(object):
         self.args = {a.name: a for a in args}
         self.allows_inplace = _pair_rule(allow_inplace)
         self.enforces_inplace = _pair_rule(enforce_inplace)
+        # the enforced pairs themselves when listed (checked without an n_in x n_out scan)
+        self._enforced_pairs = None if callable(enforce_inplace) else frozenset(
+            enforce_inplace or ())
         self.cpu_inputs = frozenset(cpu_inputs)
         self.cpu_outputs = frozenset(cpu_outputs)
         self.devices = devices or default_devices
@@ -270,19 +273,25 @@ class OpSchema(object):
         if self.same_number_of_outputs and n_in != n_out:
             return ("Output size %d not matching expected output size, which is %d. Fix: "
                     "give %s one output per input." % (n_out, n_in, self.type))
-        for i, name_in in enumerate(op.input):
-            for o, name_out in enumerate(op.output):
-                if name_in == name_out and not (self.allows_inplace(i, o)
-                                                or self.enforces_inplace(i, o)):
+        inputs, outputs = list(op.input), list(op.output)
+        out_slots = {}
+        for o, name_out in enumerate(outputs):
+            out_slots.setdefault(name_out, []).append(o)
+        for i, name_in in enumerate(inputs):
+            for o in out_slots.get(name_in, ()):
+                if not (self.allows_inplace(i, o) or self.enforces_inplace(i, o)):
                     return ("Input index %d and output idx %d (%s) are set to be in-place "
                             "but this is actually not supported by op %s."
-                            % (i, o, name_out, self.type))
-        for i in range(n_in):
-            for o in range(n_out):
-                if self.enforces_inplace(i, o) and op.input[i] != op.output[o]:
-                    return ("Input index %d (%s) and output idx %d (%s) are not in-place "
-                            "but should be as required by op %s."
-                            % (i, op.input[i], o, op.output[o], self.type))
+                            % (i, o, name_in, self.type))
+        pairs = self._enforced_pairs
+        if pairs is None:
+            pairs = [(i, o) for i in range(n_in) for o in range(n_out)
+                     if self.enforces_inplace(i, o)]
+        for i, o in sorted(pairs):
+            if i < n_in and o < n_out and inputs[i] != outputs[o]:
+                return ("Input index %d (%s) and output idx %d (%s) are not in-place "
+                        "but should be as required by op %s."
+                        % (i, inputs[i], o, outputs[o], self.type))
         return None
 
     def parse_args(self, op):
@@ -363,14 +372,13 @@ class KernelContext(object):
     __slots__ = ("xp", "backend", "device", "op", "num_outputs", "input_names",
                  "output_names", "_rng", "_seed", "options", "_output_blobs", "cache")
 
-    def __init__(self, backend, device, op, seed=None, options=None):
+    def __init__(self, backend, device, op, seed=None, options=None, names=None):
         self.backend = backend
         self.xp = backend.xp
         self.device = device
         self.op = op
-        self.num_outputs = len(op.output)
-        self.input_names = list(op.input)
-        self.output_names = list(op.output)
+        self.input_names, self.output_names = names or (list(op.input), list(op.output))
+        self.num_outputs = len(self.output_names)
         self._rng = None
         self._seed = seed
         self.options = options or {}

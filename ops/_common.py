@@ -380,20 +380,22 @@ def scatter_rows(table, idx, values):
     rows[idx] = values.view(rows.dtype).reshape(len(idx))
 
 
-# Below this many rows np.add.reduceat beats building a scipy CSR matrix.
-CSR_MIN_ROWS = 2048
-_SPARSE = []
+_NUMBA = []
 
 
-def _scipy_sparse():
-    """scipy.sparse when installed (the [fast] extra), else None; imported once."""
-    if not _SPARSE:
+def numba_jit(function):
+    """`function` compiled by numba (nogil: the dag executor's threads overlap it)
+    when the [fast] extra is installed, else None. Compiled on first call, cached
+    on disk."""
+    if not _NUMBA:
         try:
-            import scipy.sparse as sparse
+            import numba
         except ImportError:
-            sparse = None
-        _SPARSE.append(sparse)
-    return _SPARSE[0]
+            numba = None
+        _NUMBA.append(numba)
+    if _NUMBA[0] is None:
+        return None
+    return _NUMBA[0].njit(nogil=True, cache=True)(function)
 
 
 def segment_sum(rows, lengths, weights=None):
@@ -401,19 +403,10 @@ def segment_sum(rows, lengths, weights=None):
     rows), each segment summed in row order; rows (n, K) float32, lengths summing to
     n, weights None or (n,) float32. Returns (len(lengths), K) float32."""
     n, width = rows.shape
-    m = lengths.shape[0]
     counts = lengths.astype(np.int64)
-    sparse = _scipy_sparse() if n >= CSR_MIN_ROWS else None
-    if sparse is not None:
-        indptr = np.empty(m + 1, np.int64)
-        indptr[0] = 0
-        np.cumsum(counts, out=indptr[1:])
-        coefficients = np.ones(n, F32) if weights is None else weights.astype(F32)
-        matrix = sparse.csr_array((coefficients, np.arange(n), indptr), shape=(m, n))
-        return np.asarray(matrix @ rows, dtype=F32)
     if weights is not None:
         rows = rows * weights.reshape(n, 1)
-    out = np.zeros((m, width), F32)
+    out = np.zeros((counts.shape[0], width), F32)
     if n == 0:
         return out
     starts = np.cumsum(counts) - counts

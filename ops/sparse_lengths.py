@@ -10,10 +10,11 @@ array modules scatter-add with ufunc.at. Gradients repeat dY rows by LENGTHS.
 
 import numpy as np
 
+from graphnet import config
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      gather_rows, segment_sum, size_from_dim)
+                      gather_rows, numba_jit, segment_sum, size_from_dim)
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -100,14 +101,73 @@ def _pool_generic(xp, data, indices, lengths, weights, shape):
 
 
 def _pool_numpy(xp, data, indices, lengths, weights, shape):
-    """Rows gathered whole (gather_rows), then summed per segment in order, in
-    float32: scipy's CSR product for large batches (a tight C loop over the rows),
-    np.add.reduceat for small ones, where building the matrix costs more."""
-    n = indices.shape[0]
-    rows = gather_rows(data, indices).reshape(n, -1)
+    """Segment sums in index order, in float32: one compiled pass over the rows
+    when numba is installed (the [fast] extra), else whole rows gathered at once
+    (gather_rows) and summed with np.add.reduceat."""
+    if not config.fast_kernels():
+        return _pool_naive(data, indices, lengths, weights, shape)
+    table = data.reshape(data.shape[0], -1)
+    loop = _compiled_pool(weights is not None) if data.dtype == F32 else None
+    if loop is not None:
+        out = np.empty((lengths.shape[0], table.shape[1]), F32)
+        if weights is None:
+            loop(table, indices, lengths, out)
+        else:
+            loop(table, indices, lengths, weights, out)
+        return out.reshape(shape)
+    rows = gather_rows(table, indices)
     if rows.dtype != F32:
         rows = rows.astype(F32)  # float16 tables accumulate in float, as in Caffe2
     return segment_sum(rows, lengths, weights).reshape(shape)
+
+
+def _sum_loop(table, indices, lengths, out):
+    """out[m] = sum of table[indices[j]] over segment m, in order (compiled)."""
+    j = 0
+    for m in range(lengths.shape[0]):
+        for k in range(table.shape[1]):
+            out[m, k] = 0.0
+        for _ in range(lengths[m]):
+            row = indices[j]
+            j += 1
+            for k in range(table.shape[1]):
+                out[m, k] += table[row, k]
+
+
+def _weighted_sum_loop(table, indices, lengths, weights, out):
+    """out[m] = sum of weights[j] * table[indices[j]] over segment m, in order."""
+    j = 0
+    for m in range(lengths.shape[0]):
+        for k in range(table.shape[1]):
+            out[m, k] = 0.0
+        for _ in range(lengths[m]):
+            row, w = indices[j], weights[j]
+            j += 1
+            for k in range(table.shape[1]):
+                out[m, k] += w * table[row, k]
+
+
+_COMPILED = {}
+
+
+def _compiled_pool(weighted):
+    """The segment loop compiled by numba (fused gather + sum), or None."""
+    if weighted not in _COMPILED:
+        _COMPILED[weighted] = numba_jit(_weighted_sum_loop if weighted else _sum_loop)
+    return _COMPILED[weighted]
+
+
+def _pool_naive(data, indices, lengths, weights, shape):
+    """The plain numpy formulation (the reference for the fast path): np.take, then
+    np.add.reduceat over the non-empty segments."""
+    rows = np.take(data, indices, axis=0).astype(np.float32).reshape(len(indices), -1)
+    if weights is not None:
+        rows = rows * weights[:, None]
+    out = np.zeros((lengths.shape[0], rows.shape[1]), np.float32)
+    counts = lengths.astype(np.int64)
+    nonempty = counts > 0
+    out[nonempty] = np.add.reduceat(rows, (np.cumsum(counts) - counts)[nonempty], axis=0)
+    return out.reshape(shape)
 
 
 def _repeat_generic(xp, rows, lengths, n):

@@ -1,0 +1,154 @@
+"""What the executor costs on top of numpy, and how net building scales.
+
+1. Per-op overhead: a chain of 1,000 tiny ops (Relu, Scale, Add on a 4x4
+   float32 array) run by RunNet, against a Python loop making the same numpy
+   calls the kernels make (np.maximum(x, 0), x * s, a + b). Repeats are
+   interleaved and the minimum of each is kept (the least disturbed run), so
+   "overhead" is what graphnet adds per op: the step closure, the device test,
+   the kernel's argument checks and storing the output.
+
+2. Scale: building (core.Net + AddGradientOperators + SGD, Python) and
+   CreateNet (checks + compiled plan) of DLRM training nets on 8 emulated GPUs
+   with more and more tables, about 1k, 10k and 100k ops. Time per op should
+   stay flat (linear growth).
+
+    python benchmarks/overhead.py                 # both parts, up to 100k ops
+    python benchmarks/overhead.py --max-ops 20000
+"""
+
+import argparse
+import gc
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+
+from graphnet import core, workspace  # noqa: E402
+
+CHAIN = 1000
+
+
+def chain_net(kind):
+    """A net of CHAIN ops of one kind over blob x (and y for Add)."""
+    net = core.Net("chain_" + kind)
+    blob = "x"
+    for i in range(CHAIN):
+        out = "%s_%d" % (kind, i)
+        if kind == "Relu":
+            net.Relu(blob, out)
+        elif kind == "Scale":
+            net.Scale(blob, out, scale=0.999)
+        else:
+            net.Add([blob, "y"], out)
+        blob = out
+    return net
+
+
+def direct(kind, x, y):
+    """The numpy calls the kernels make, in a plain loop."""
+    v = x
+    if kind == "Relu":
+        for _ in range(CHAIN):
+            v = np.maximum(v, 0)
+    elif kind == "Scale":
+        s = np.float32(0.999)
+        for _ in range(CHAIN):
+            v = v * s
+    else:
+        for _ in range(CHAIN):
+            v = v + y
+    return v
+
+
+def per_op_overhead(repeats=30):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 1.5, (4, 4)).astype(np.float32)
+    y = rng.uniform(0.5, 1.5, (4, 4)).astype(np.float32)
+    rows = []
+    for kind in ("Relu", "Scale", "Add"):
+        workspace.ResetWorkspace()
+        workspace.FeedBlob("x", x)
+        workspace.FeedBlob("y", y)
+        net = chain_net(kind)
+        workspace.CreateNet(net)
+        workspace.RunNet(net.Name())
+        graph, plain = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            workspace.RunNet(net.Name())
+            graph.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            direct(kind, x, y)
+            plain.append(time.perf_counter() - start)
+        result = workspace.FetchBlob("%s_%d" % (kind, CHAIN - 1))
+        assert np.allclose(result, direct(kind, x, y), rtol=1e-6)
+        g, p = min(graph) / CHAIN * 1e6, min(plain) / CHAIN * 1e6
+        rows.append((kind, g, p, g - p))
+    return rows
+
+
+def dlrm_training_net(tables, devices=8):
+    """DLRM training net (examples/dlrm_train.py) with `tables` 4-row tables."""
+    from dlrm_parallel_forward import Config, gpu
+    from dlrm_train import TrainableDLRM
+    cfg = Config(batch=2 * devices, table_rows=[4] * tables)
+    model = TrainableDLRM(cfg, devices, device_option=gpu(0))
+    model.build()
+    model.sgd(model.loss(), 0.1)
+    return cfg, model
+
+
+def scale_rows(max_ops):
+    from dlrm_parallel_forward import make_batch, make_weights
+    rows = []
+    for tables in (48, 520, 5250):
+        workspace.ResetWorkspace()
+        workspace.SetVirtualGpuCount(8)
+        gc.collect()
+        start = time.perf_counter()
+        cfg, model = dlrm_training_net(tables)
+        build = time.perf_counter() - start
+        ops = len(model.model.net.Proto().op)
+        if ops > max_ops * 1.1:
+            break
+        dense, sparse = make_batch(cfg, rng=np.random.default_rng(0), min_bag=1)
+        model.feed(make_weights(cfg), dense, sparse)
+        model.feed_targets(np.zeros((cfg.batch, 1), np.float32))
+        workspace.RunNetOnce(model.model.param_init_net)
+        start = time.perf_counter()
+        workspace.CreateNet(model.model.net)
+        create = time.perf_counter() - start
+        rows.append((tables, ops, build, create))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-ops", type=int, default=100000)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+
+    print("Per-op cost, chain of %d ops on a 4x4 float32 array (min of %d runs)"
+          % (CHAIN, args.repeats))
+    print("| op | graphnet us/op | numpy call us | overhead us/op |")
+    print("|---|---|---|---|")
+    for kind, g, p, o in per_op_overhead(args.repeats):
+        print("| %s | %.2f | %.2f | %.2f |" % (kind, g, p, o))
+    print()
+    print("Building and creating DLRM training nets on 8 emulated GPUs")
+    print("| tables | ops | build s | CreateNet s | build+create s | us per op |")
+    print("|---|---|---|---|---|---|")
+    for tables, ops, build, create in scale_rows(args.max_ops):
+        print("| %d | %d | %.2f | %.2f | %.2f | %.1f |" % (
+            tables, ops, build, create, build + create, (build + create) / ops * 1e6),
+            flush=True)
+
+
+if __name__ == "__main__":
+    main()
