@@ -60,7 +60,8 @@ def _elementwise(op_type, forward, backward, gpu_half=False, doc=""):
 
     @fwd.kernel
     def run_forward(ctx, args, x):
-        _check_dispatch(op_type, "X", x, _dtypes(ctx, gpu_half), 0)
+        if x.dtype is not _F32[0]:
+            _check_dispatch(op_type, "X", x, _dtypes(ctx, gpu_half), 0)
         return forward(ctx.xp, x)
 
     @grad.kernel
@@ -80,14 +81,14 @@ def _elementwise(op_type, forward, backward, gpu_half=False, doc=""):
 
 
 def relu(xp, x):
-    return xp.maximum(x, x.dtype.type(0))  # NaN stays NaN, as in Caffe2
+    return xp.maximum(x, 0)  # NaN stays NaN, as in Caffe2; 0 takes x's float type
 
 
 def relu_gradient(xp, y, dy):
     zero = dy.dtype.type(0)
-    if xp is np and np.isfinite(dy.sum()):
-        # dY * (Y > 0) is 5x faster than numpy's where() with a scalar; it equals the
-        # select for finite dY once -0.0 is turned into +0.0 (the "+= 0").
+    if xp is np and dy.size >= 16384 and np.isfinite(dy.sum()):
+        # dY * (Y > 0) is 5x faster than numpy's where() with a scalar on large arrays;
+        # it equals the select for finite dY once -0.0 is turned into +0.0 (the "+= 0").
         out = dy * (y > 0)
         out += zero
         return out

@@ -7,7 +7,7 @@ import numpy as np
 from graphnet.errors import ArgumentError
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
-from ._common import I32, check_type, cpp_name, host_array, numel
+from ._common import I32, check_type, checked, cpp_name, host_array, numel
 
 _ORDER_DIM = {"NCHW": 1, "NHWC": 3}
 
@@ -113,9 +113,11 @@ def _concat_shape(args, *infos):
 
 @CONCAT.kernel
 def concat(ctx, args, *xs):
-    ca, add_axis, _, sizes = _concat_plan(args, [TensorInfo.of(x) for x in xs])
+    ca, add_axis, _, sizes = checked(
+        ctx, tuple((x.shape, x.dtype) for x in xs),
+        lambda: _concat_plan(args, [TensorInfo.of(x) for x in xs]))
     y = ctx.xp.stack(xs, axis=ca) if add_axis else ctx.xp.concatenate(xs, axis=ca)
-    return y, np.asarray(sizes, dtype=np.int32)
+    return y, np.array(sizes, dtype=np.int32)
 
 
 SPLIT = OpSchema(
@@ -205,7 +207,9 @@ def split(ctx, args, x, *split_input):
     if split_input:
         _check_split_sizes_input(TensorInfo.of(split_input[0]))
         sizes = host_array(ctx, split_input[0]).reshape(-1).tolist()
-    ca, add_axis, shapes = _split_plan(args, x.shape, ctx.num_outputs, sizes)
+    ca, add_axis, shapes = checked(
+        ctx, (x.shape, None if sizes is None else tuple(sizes)),
+        lambda: _split_plan(args, x.shape, ctx.num_outputs, sizes))
     outs, start = [], 0
     for shape in shapes:
         step = 1 if add_axis else shape[ca]

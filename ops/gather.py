@@ -14,7 +14,8 @@ import numpy as np
 
 from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
-from ._common import F32, I32, INDEX_TYPES, check_dispatch, check_type, cpp_name, numel
+from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked, cpp_name,
+                      numel)
 
 
 def _c2_type(dtype):
@@ -88,6 +89,8 @@ def _checked_indices(xp, indices, n, wrap):
     idx = indices.astype(np.int64)
     if wrap:
         idx = xp.where(idx < 0, idx + n, idx)
+    if idx.size == 0 or (int(idx.min()) >= 0 and int(idx.max()) < n):
+        return idx  # two reductions decide the common case; the mask only reports
     bad = ((idx < 0) | (idx >= n)).reshape(-1)
     if bool(bad.any()):
         first = int(idx.reshape(-1)[int(xp.argmax(bad))])
@@ -171,7 +174,8 @@ def _batch_gather_shape(args, data, indices):
 
 @BATCH_GATHER.kernel
 def batch_gather(ctx, args, data, indices):
-    _batch_gather_shape(args, TensorInfo.of(data), TensorInfo.of(indices))
+    checked(ctx, (data.shape, indices.shape, data.dtype, indices.dtype),
+            lambda: _batch_gather_shape(args, TensorInfo.of(data), TensorInfo.of(indices)))
     return _gather(ctx.xp, data, indices, 1, False, args.match_outer)
 
 
@@ -235,16 +239,22 @@ def _batch_gather_gradient_shape(args, data, indices, grad):
 
 
 def batch_gather_gradient(ctx, args, data, indices, grad, scatter):
-    _batch_gather_gradient_shape(args, TensorInfo.of(data), TensorInfo.of(indices),
-                                 TensorInfo.of(grad))
+    geo = checked(ctx, (data.shape, indices.shape, grad.shape, data.dtype, indices.dtype,
+                        grad.dtype), lambda: _batch_gather_gradient_geometry(
+                            args, data, indices, grad))
     xp = ctx.xp
-    geo = _geometry(data, indices, args.axis, args.match_outer, min_dims=2)
     if data.size == 0 or geo.count == 0:
         return xp.zeros(data.shape, dtype=data.dtype)
     idx = _checked_indices(xp, indices, geo.n, False).reshape(-1, geo.count)
     rows = xp.arange(geo.outer).reshape(-1, 1) * geo.n + idx  # rows of (outer * n, block)
     out = scatter(xp, rows.reshape(-1), grad.reshape(-1, geo.block), geo.outer * geo.n)
     return out.reshape(data.shape)
+
+
+def _batch_gather_gradient_geometry(args, data, indices, grad):
+    _batch_gather_gradient_shape(args, TensorInfo.of(data), TensorInfo.of(indices),
+                                 TensorInfo.of(grad))
+    return _geometry(data, indices, args.axis, args.match_outer, min_dims=2)
 
 
 _scatter_kernels(BATCH_GATHER_GRADIENT, batch_gather_gradient)

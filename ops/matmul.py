@@ -12,7 +12,8 @@ import numpy as np
 
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
-from ._common import canonical_axis, dims_text, numel, type_mismatch, unsupported_type
+from ._common import (canonical_axis, checked, dims_text, numel, type_mismatch,
+                      unsupported_type)
 
 
 _F32, _F32_F16 = (np.dtype(np.float32),), (np.dtype(np.float32), np.dtype(np.float16))
@@ -103,10 +104,15 @@ def _fc_schema(op_type, transposed):
         axis, _, _, n = _fc_geometry(op_type, args, x.shape, w.shape, b.shape, transposed)
         return [TensorInfo(x.shape[:axis] + (n,), x.dtype)]
 
+    def fc_checks(ctx, args, x, w, b):
+        return (_check_float(ctx, op_type, (x, w, b), "XWb", True, ctx.device.is_gpu),
+                ) + _fc_geometry(op_type, args, x.shape, w.shape, b.shape, transposed)
+
     @schema.kernel
     def fc(ctx, args, x, w, b):
-        dtype = _check_float(ctx, op_type, (x, w, b), "XWb", True, ctx.device.is_gpu)
-        axis, m, k, n = _fc_geometry(op_type, args, x.shape, w.shape, b.shape, transposed)
+        dtype, axis, m, k, n = checked(
+            ctx, (x.shape, w.shape, b.shape, x.dtype, w.dtype, b.dtype),
+            lambda: fc_checks(ctx, args, x, w, b))
         x2 = x.reshape(m, k).astype(np.float32, copy=False)
         w2 = w.reshape(k, n) if transposed else w.reshape(n, k).T
         y = x2 @ w2.astype(np.float32, copy=False)
@@ -127,13 +133,17 @@ def _fc_gradient_schema(op_type, transposed):
         # The rule cannot see the output count; a 2-output op ignores the third.
         return [TensorInfo(w.shape, x.dtype), TensorInfo((n,), x.dtype), x]
 
+    def fc_gradient_checks(ctx, args, x, w, dy):
+        return (_check_float(ctx, op_type, (x, w, dy), ("X", "W", "dY"), True,
+                             ctx.device.is_gpu),) + _fc_geometry(
+            op_type, args, x.shape, w.shape, dy.shape, transposed, gradient=True)
+
     @schema.kernel
     def fc_gradient(ctx, args, x, w, dy):
         xp = ctx.xp
-        dtype = _check_float(ctx, op_type, (x, w, dy), ("X", "W", "dY"), True,
-                             ctx.device.is_gpu)
-        _, m, k, n = _fc_geometry(op_type, args, x.shape, w.shape, dy.shape, transposed,
-                                  gradient=True)
+        dtype, _, m, k, n = checked(
+            ctx, (x.shape, w.shape, dy.shape, x.dtype, w.dtype, dy.dtype),
+            lambda: fc_gradient_checks(ctx, args, x, w, dy))
         if x.size == 0:
             outs = (xp.zeros(w.shape, dtype), xp.zeros((n,), dtype),
                     xp.zeros(x.shape, dtype))
@@ -242,8 +252,9 @@ def _(args, a, b):
 @BATCH_MATMUL.kernel
 def batch_matmul(ctx, args, a, b):
     xp = ctx.xp
-    dtype = _check_float(ctx, "BatchMatMul", (a, b), "AB", True, True)
-    shape = _bmm_shape(args, a.shape, b.shape)
+    dtype, shape = checked(ctx, (a.shape, b.shape, a.dtype, b.dtype), lambda: (
+        _check_float(ctx, "BatchMatMul", (a, b), "AB", True, True),
+        _bmm_shape(args, a.shape, b.shape)))
     if numel(shape) == 0:
         return xp.zeros(shape, dtype)
     a32, b32 = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)

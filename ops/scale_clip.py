@@ -23,8 +23,11 @@ def _(args, x):
 
 @SCALE.kernel
 def scale(ctx, args, x):
-    expect_dtypes("Scale", x, FLOATS)
-    return x * cpp_float(x, args.scale)
+    factor = ctx.cache.get(x.dtype)  # the scale as x's element type, made once
+    if factor is None:
+        expect_dtypes("Scale", x, FLOATS)
+        factor = ctx.cache[x.dtype] = cpp_float(x, args.scale)
+    return x * factor
 
 
 @SCALE.gradient

@@ -14,7 +14,7 @@ from graphnet import config
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      gather_rows, numba_jit, segment_sum, size_from_dim)
+                      checked, gather_rows, numba_jit, segment_sum, size_from_dim)
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -191,9 +191,25 @@ def _inverse_lengths(xp, lengths):
 
 # --- forward ops ------------------------------------------------------------------
 
-def _validate_forward(xp, op_type, slots, data, indices, lengths, weights):
+def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=None):
     """Caffe2's checks in Caffe2's order. False when INDICES is empty: the output is
-    zeros and nothing else is checked, as in Caffe2."""
+    zeros and nothing else is checked, as in Caffe2. With `ctx`, the checks of
+    shapes and dtypes run once per input signature; the index checks every time."""
+    if ctx is None:
+        ok = _validate_static(op_type, slots, data, indices, lengths, weights)
+    else:
+        ok = checked(ctx, (data.shape, data.dtype, indices.shape, indices.dtype,
+                           lengths.shape, lengths.dtype,
+                           None if weights is None else (weights.shape, weights.dtype)),
+                     lambda: _validate_static(op_type, slots, data, indices, lengths,
+                                              weights))
+    if ok:
+        _check_segments(xp, op_type, indices, lengths, data.shape[0], slots[2], slots[3])
+    return ok
+
+
+def _validate_static(op_type, slots, data, indices, lengths, weights):
+    """The shape and dtype half of _validate_forward."""
     d_slot, w_slot, i_slot, l_slot = slots
     _check_dispatch(op_type, data, _DATA_TYPES, "DATA", d_slot)
     if not (data.ndim >= 1):
@@ -218,7 +234,6 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights):
                     "(one per index), found %d. Fix: give one weight per INDICES entry."
                     % (op_type, indices.shape[0], weights.shape[0]), input_index=w_slot)
         _check_dtype(op_type, weights, F32, "WEIGHTS", w_slot)
-    _check_segments(xp, op_type, indices, lengths, data.shape[0], i_slot, l_slot)
     return True
 
 
@@ -228,7 +243,7 @@ def _forward_kernel(op_type, weighted, mean, pool):
     def kernel(ctx, args, data, *rest):
         xp = ctx.xp
         weights, (indices, lengths) = (rest[0], rest[1:]) if weighted else (None, rest)
-        ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights)
+        ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx)
         shape = (lengths.shape[0],) + tuple(data.shape[1:])
         if not ok:
             return xp.zeros(shape, dtype=np.float32)

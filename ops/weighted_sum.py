@@ -7,7 +7,7 @@ import numpy as np
 from graphnet import config
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
-from ._common import (F32, FLOATS, INDEX_TYPES, cpp_float, cpp_name, dims_text,
+from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
                       expect_dtype, expect_dtypes, gather_rows, numba_jit, numel,
                       occurrence_rounds, repeated_positions, scatter_rows)
 
@@ -59,18 +59,25 @@ def _(args, *xs):
     return [TensorInfo(xs[0].shape, np.float32)]
 
 
-@WEIGHTED_SUM.kernel
-def weighted_sum(ctx, args, *xs):
+def _weighted_sum_plan(ctx, xs):
     for k in range(2, len(xs), 2):
         if ctx.inplace(k, 0):
             enforce(False,
                     "Input #%d is the same as output. If you want to do in-place updates, put "
                     "the output as input #0." % k, input_index=k)
-    if not _weighted_sum_checks(xs):
+    return _weighted_sum_checks(xs)
+
+
+@WEIGHTED_SUM.kernel
+def weighted_sum(ctx, args, *xs):
+    if not checked(ctx, tuple((x.shape, x.dtype) for x in xs),
+                   lambda: _weighted_sum_plan(ctx, xs)):
         return ctx.xp.empty(xs[0].shape, np.float32)
-    out = xs[0] * xs[1].reshape(())
+    x0 = xs[0]
+    out = x0 * xs[1].reshape(())
     for k in range(2, len(xs), 2):
-        out = out + xs[k + 1].reshape(()) * xs[k].reshape(out.shape)
+        x = xs[k]
+        out += xs[k + 1].reshape(()) * (x if x.shape == x0.shape else x.reshape(x0.shape))
     return out
 
 

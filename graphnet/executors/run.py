@@ -160,6 +160,24 @@ def step_runner(plan, step):
             out.device = device
         return run1
 
+    if len(outs) == 1 and len(ins) == 2 and None not in wants:
+        (b0, b1), (w0, w1), (out,), (device,) = ins, wants, outs, out_devices
+
+        def run2():  # binary ops, spelled out like run1
+            v0, v1 = b0.value, b1.value
+            if (v0 is None or v1 is None or (b0.device is not w0 and b0.device != w0)
+                    or (b1.device is not w1 and b1.device != w1)):
+                return slow()
+            try:
+                value = kernel(ctx, args, v0, v1)
+                if type(value) is not np.ndarray:
+                    value = _single(value, step)
+            except Exception as exc:
+                raise operator_error(plan, step, exc) from exc
+            out.value = value
+            out.device = device
+        return run2
+
     if len(outs) == 1:
         (out,), (device,) = outs, out_devices
 

@@ -155,6 +155,23 @@ def test_relu_gradient_golden_zero_output():
     np.testing.assert_array_equal(run_op("ReluGradient", [y, dy])[0], [0, 0, 3])
 
 
+@pytest.mark.parametrize("poison", [None, np.nan, np.inf])
+def test_relu_gradient_large_arrays_select(poison):
+    """Large arrays take a multiply path; it must equal the select, +0.0 included,
+    and non-finite dY must still give 0 wherever Y <= 0."""
+    rng = np.random.default_rng(5)
+    y = np.maximum(rng.standard_normal((300, 100)), 0).astype(np.float32)
+    dy = rng.standard_normal((300, 100)).astype(np.float32)
+    if poison is not None:
+        dy[0, :10] = poison
+        y[0, :5] = 0  # poison where Y == 0 (must give 0) and where Y > 0 (kept)
+        y[0, 5:10] = 1
+    got = run_op("ReluGradient", [y, dy])[0]
+    want = np.where(y > 0, dy, np.float32(0))
+    np.testing.assert_array_equal(got, want)
+    assert not np.signbit(got[y <= 0]).any()  # +0.0, as Caffe2's select gives
+
+
 @pytest.mark.parametrize("op_type", sorted(ELEMENTWISE))
 def test_elementwise_finite_difference_gradient(op_type):
     x = randn(3, 4, away_from_zero=0.1)  # keep Relu away from its kink
