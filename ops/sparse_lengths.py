@@ -73,6 +73,8 @@ def _check_segments(xp, op_type, indices, lengths, n_rows, idx_slot, len_slot):
 
 
 def _check_non_negative(xp, op_type, lengths, len_slot):
+    if lengths.size == 0 or int(lengths.min()) >= 0:
+        return
     negative = lengths < 0
     if bool(negative.any()):
         k = int(xp.argmax(negative))
@@ -341,8 +343,9 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
     def kernel(ctx, args, *inputs):
         xp = ctx.xp
         dy, lengths = inputs[dy_slot], inputs[len_slot]
-        _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot)
-        total = int(lengths.astype(np.int64).sum())
+        checked(ctx, (dy.shape, dy.dtype, lengths.shape, lengths.dtype),
+                lambda: _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot))
+        total = int(lengths.sum(dtype=np.int64))
         if weighted:
             weights = inputs[w_slot]
             if not (weights.ndim >= 1 and weights.shape[0] == total):

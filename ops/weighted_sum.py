@@ -234,7 +234,7 @@ def _accumulate_rows(ctx, data, idx, x, w):
 
 @SCATTER_WEIGHTED_SUM.kernel
 def scatter_weighted_sum(ctx, args, *xs):
-    sizes = _scatter_checks(xs)
+    sizes = checked(ctx, tuple((x.shape, x.dtype) for x in xs), lambda: _scatter_checks(xs))
     x0 = xs[0]
     if sizes is None:
         return x0
