@@ -14,7 +14,8 @@ from graphnet import config
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      checked, gather_rows, numba_jit, segment_sum, size_from_dim)
+                      PREFETCH_AHEAD, checked, gather_rows, numba_jit, numba_prefetch,
+                      segment_sum, size_from_dim)
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -125,11 +126,14 @@ def _pool_numpy(xp, data, indices, lengths, weights, shape):
 
 def _sum_loop(table, indices, lengths, out):
     """out[m] = sum of table[indices[j]] over segment m, in order (compiled)."""
-    j = 0
+    j, ahead = 0, indices.shape[0] - PREFETCH_AHEAD
     for m in range(lengths.shape[0]):
         for k in range(table.shape[1]):
             out[m, k] = 0.0
         for _ in range(lengths[m]):
+            if j < ahead:
+                for k in range(0, table.shape[1], 16):  # every 64-byte line of the row
+                    prefetch(table, indices[j + PREFETCH_AHEAD], k)
             row = indices[j]
             j += 1
             for k in range(table.shape[1]):
@@ -138,11 +142,14 @@ def _sum_loop(table, indices, lengths, out):
 
 def _weighted_sum_loop(table, indices, lengths, weights, out):
     """out[m] = sum of weights[j] * table[indices[j]] over segment m, in order."""
-    j = 0
+    j, ahead = 0, indices.shape[0] - PREFETCH_AHEAD
     for m in range(lengths.shape[0]):
         for k in range(table.shape[1]):
             out[m, k] = 0.0
         for _ in range(lengths[m]):
+            if j < ahead:
+                for k in range(0, table.shape[1], 16):
+                    prefetch(table, indices[j + PREFETCH_AHEAD], k)
             row, w = indices[j], weights[j]
             j += 1
             for k in range(table.shape[1]):
@@ -150,12 +157,16 @@ def _weighted_sum_loop(table, indices, lengths, weights, out):
 
 
 _COMPILED = {}
+prefetch = None  # numba_prefetch(), bound before the loops are compiled
 
 
 def _compiled_pool(weighted):
     """The segment loop compiled by numba (fused gather + sum), or None."""
+    global prefetch
     if weighted not in _COMPILED:
-        _COMPILED[weighted] = numba_jit(_weighted_sum_loop if weighted else _sum_loop)
+        prefetch = numba_prefetch()
+        _COMPILED[weighted] = None if prefetch is None else numba_jit(
+            _weighted_sum_loop if weighted else _sum_loop)
     return _COMPILED[weighted]
 
 

@@ -8,7 +8,8 @@ from graphnet import config
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
-                      expect_dtype, expect_dtypes, gather_rows, numba_jit, numel,
+                      PREFETCH_AHEAD, expect_dtype, expect_dtypes, gather_rows, numba_jit,
+                      numba_prefetch, numel,
                       occurrence_rounds, repeated_positions, scatter_rows)
 
 
@@ -189,19 +190,26 @@ def _(args, *xs):
 
 def _scatter_loop(data, idx, x, w):
     """Caffe2's loop itself, data[idx[i]] += w * x[i] in index order (compiled)."""
+    ahead = idx.shape[0] - PREFETCH_AHEAD
     for i in range(idx.shape[0]):
+        if i < ahead:
+            for j in range(0, data.shape[1], 16):  # the row updated 16 steps later
+                prefetch(data, idx[i + PREFETCH_AHEAD], j)
         row = idx[i]
         for j in range(data.shape[1]):
             data[row, j] += w * x[i, j]
 
 
 _COMPILED = {}
+prefetch = None  # numba_prefetch(), bound before the loop is compiled
 
 
 def _compiled_scatter():
     """_scatter_loop compiled by numba (one pass, duplicates in order), or None."""
+    global prefetch
     if "scatter" not in _COMPILED:
-        _COMPILED["scatter"] = numba_jit(_scatter_loop)
+        prefetch = numba_prefetch()
+        _COMPILED["scatter"] = None if prefetch is None else numba_jit(_scatter_loop)
     return _COMPILED["scatter"]
 
 
