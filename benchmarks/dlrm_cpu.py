@@ -46,14 +46,14 @@ RUNS = [
 ]
 
 
-def peer_commands(config, inference, warmup, iters, threads):
+def peer_commands(config, inference, warmup, iters, threads, net_type):
     common = ["--config", config, "--warmup", str(warmup), "--iters", str(iters)]
     if inference:
         common.append("--inference")
-    # graphnet with several threads runs the dag executor (independent ops on a
-    # thread pool) on top of multi-threaded BLAS.
-    net_type = ["--net-type", "dag"] if threads > 1 else []
-    peers = [("graphnet", [sys.executable, "-m", "graphnet", "run", MODEL] + common + net_type),
+    # Threads are BLAS threads for graphnet and real Caffe2, intra-op threads for
+    # PyTorch; `--net-type dag` also runs graphnet's independent ops on a thread pool.
+    peers = [("graphnet", [sys.executable, "-m", "graphnet", "run", MODEL] + common
+              + ["--net-type", net_type]),
              ("pytorch", [sys.executable, TORCH_MODEL] + common + ["--threads", str(threads)])]
     caffe2 = os.environ.get("GRAPHNET_CAFFE2_PYTHON")
     if caffe2:
@@ -95,6 +95,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="*", default=[1])
     parser.add_argument("--json", default="dlrm_cpu_results.json",
                         help="where to write every measurement")
+    parser.add_argument("--net-type", default="simple",
+                        help="graphnet's executor: simple (default) or dag")
     parser.add_argument("--quick", action="store_true",
                         help="a fifth of the iterations (a smoke run)")
     args = parser.parse_args(argv)
@@ -107,7 +109,8 @@ def main(argv=None):
             if args.quick:
                 warmup, iters = max(1, warmup // 5), max(3, iters // 5)
             results = {}
-            for peer, command in peer_commands(config, inference, warmup, iters, threads):
+            for peer, command in peer_commands(config, inference, warmup, iters, threads,
+                                               args.net_type):
                 results[peer] = run_peer(command, threads)
                 if "times" in results[peer]:
                     results[peer].update(summarize(results[peer]["times"]))

@@ -63,11 +63,15 @@ def run_dag(plan):
     if plan.dependencies is None:
         plan.dependencies = dependencies(steps)
     parents = plan.dependencies
-    children = [[] for _ in steps]
+    cached = getattr(plan, "_children", None)
+    if cached is None or cached[0] is not parents:  # (distributed re-lowering swaps them)
+        children = [[] for _ in steps]
+        for i, ps in enumerate(parents):
+            for p in ps:
+                children[p].append(i)
+        plan._children = cached = (parents, children)
+    children = cached[1]
     waiting = [len(p) for p in parents]
-    for i, ps in enumerate(parents):
-        for p in ps:
-            children[p].append(i)
     run_steps = runners(plan)
     workers = plan.num_workers or min(8, os.cpu_count() or 1)
     pool = _pool(workers)
@@ -84,28 +88,43 @@ def run_dag(plan):
         pool.submit(work, index)
 
     def work(index):
-        error = None
-        try:
-            with np.errstate(all="ignore"):
+        # Run `index`, then keep going on this thread with one newly ready child:
+        # chains of ops (most of a net) then cost no hand-off between threads; the
+        # other ready children go to the pool.
+        with np.errstate(all="ignore"):
+            _work(index)
+
+    def _work(index):
+        while index is not None:
+            error = None
+            try:
                 run_steps[index]()
-        except BaseException as exc:  # reported to the caller below
-            error = exc
-        with lock:
-            state["running"] -= 1
-            state["remaining"] -= 1
-            if error is not None:
-                state["errors"].append((index, error))
-            elif not state["errors"]:
-                for child in children[index]:
-                    waiting[child] -= 1
-                    if waiting[child] == 0:
-                        launch(child)
-            finish()
+            except BaseException as exc:  # reported to the caller below
+                error = exc
+            with lock:
+                state["remaining"] -= 1
+                follow = None
+                if error is not None:
+                    state["errors"].append((index, error))
+                elif not state["errors"]:
+                    for child in children[index]:
+                        waiting[child] -= 1
+                        if waiting[child] == 0:
+                            if follow is None:
+                                follow = child
+                            else:
+                                launch(child)
+                if follow is None:
+                    state["running"] -= 1
+                    finish()
+                index = follow
 
     with lock:
-        for i in range(len(steps)):
-            if waiting[i] == 0:
-                launch(i)
+        ready = [i for i in range(len(steps)) if waiting[i] == 0]
+        for i in ready[1:]:
+            launch(i)
+        state["running"] += 1
+    work(ready[0])  # the calling thread takes a share instead of only waiting
     done.wait()
     if state["errors"]:
         raise min(state["errors"], key=lambda e: e[0])[1]
