@@ -92,7 +92,7 @@ def make_data(cfg, num_batches, seed=123):
 
 def build(cfg, train, learning_rate=0.01):
     """The Caffe2 model; returns (model, loss blob name or None)."""
-    from caffe2.python import brew, core, model_helper, workspace  # noqa: F401
+    from caffe2.python import brew, model_helper
 
     model = model_helper.ModelHelper(name="dlrm")
     net = model.net
