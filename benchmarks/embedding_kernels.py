@@ -27,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from graphnet import config, core, workspace  # noqa: E402
-from graphnet.ops import sparse_lengths, weighted_sum  # noqa: E402
+from graphnet.ops import _common, sparse_lengths  # noqa: E402
 
 
 def median_ms(call, repeats):
@@ -42,19 +42,19 @@ def median_ms(call, repeats):
 
 def with_kernels(kind, run):
     """Time `run` with one implementation selected."""
-    saved = dict(sparse_lengths._COMPILED), dict(weighted_sum._COMPILED)
+    saved = dict(sparse_lengths._COMPILED), dict(_common._COMPILED)
     try:
         config.set_fast_kernels(kind != "plain")
         if kind == "numpy":
             sparse_lengths._COMPILED.update({False: None, True: None})
-            weighted_sum._COMPILED.update({"scatter": None})
+            _common._COMPILED.update({"scatter_add": None})
         return run()
     finally:
         config.set_fast_kernels(True)
         sparse_lengths._COMPILED.clear()
         sparse_lengths._COMPILED.update(saved[0])
-        weighted_sum._COMPILED.clear()
-        weighted_sum._COMPILED.update(saved[1])
+        _common._COMPILED.clear()
+        _common._COMPILED.update(saved[1])
 
 
 def cycled_nets(name, op_type, inputs, outputs, batches):
@@ -127,7 +127,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
     kinds = ["plain", "numpy"]
-    if weighted_sum._compiled_scatter() is not None:
+    if _common.compiled_scatter_add() is not None:
         kinds.append("compiled")
     print("| op | dim | lookups | " + " | ".join("%s ms" % k for k in kinds + ["pytorch"])
           + " | " + " | ".join("%s / pytorch" % k for k in kinds) + " |")

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from graphnet import config
 from graphnet.errors import ArgumentError, enforce
 from graphnet.registry import Arg, TensorInfo
 
@@ -458,6 +459,33 @@ def _make_prefetch():
             return context.get_dummy_value()
         return types.void(table, row, col), codegen
     return prefetch
+
+
+def _scatter_add_loop(data, idx, x, w):
+    """data[idx[i]] += w * x[i] for i in order: Caffe2's axpy loop (ScatterWeightedSum)
+    and np.add.at's order (w = 1), compiled; duplicates accumulate in index order."""
+    ahead = idx.shape[0] - PREFETCH_AHEAD
+    for i in range(idx.shape[0]):
+        if i < ahead:
+            for j in range(0, data.shape[1], 16):  # the row updated 16 steps later
+                prefetch(data, idx[i + PREFETCH_AHEAD], j)
+        row = idx[i]
+        for j in range(data.shape[1]):
+            data[row, j] += w * x[i, j]
+
+
+_COMPILED = {}
+prefetch = None  # numba_prefetch(), bound before the loops are compiled
+
+
+def compiled_scatter_add():
+    """_scatter_add_loop compiled by numba, or None (no numba / fast kernels off)."""
+    global prefetch
+    if "scatter_add" not in _COMPILED:
+        prefetch = numba_prefetch()
+        _COMPILED["scatter_add"] = None if prefetch is None else numba_jit(
+            _scatter_add_loop)
+    return _COMPILED["scatter_add"] if config.fast_kernels() else None
 
 
 def segment_sum(rows, lengths, weights=None):

@@ -14,8 +14,8 @@ import numpy as np
 
 from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
-from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked, cpp_name,
-                      numel)
+from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
+                      compiled_scatter_add, cpp_name, numel)
 
 
 def _c2_type(dtype):
@@ -86,7 +86,7 @@ def _geometry(data, indices, axis, match_outer, min_dims=1):
 
 def _checked_indices(xp, indices, n, wrap):
     """INDICES as int64, negatives wrapped when asked, all inside [0, n)."""
-    idx = indices.astype(np.int64)
+    idx = indices.astype(np.int64, copy=False)
     if wrap:
         idx = xp.where(idx < 0, idx + n, idx)
     if idx.size == 0 or (int(idx.min()) >= 0 and int(idx.max()) < n):
@@ -101,8 +101,8 @@ def _checked_indices(xp, indices, n, wrap):
     return idx
 
 
-def _gather(xp, data, indices, axis, wrap, match_outer):
-    geo = _geometry(data, indices, axis, match_outer)
+def _gather(xp, data, indices, axis, wrap, match_outer, geo=None):
+    geo = geo or _geometry(data, indices, axis, match_outer)
     if numel(geo.out_shape) == 0:  # Caffe2 returns before looking at any index
         return xp.empty(geo.out_shape, dtype=data.dtype)
     idx = _checked_indices(xp, indices, geo.n, wrap)
@@ -174,9 +174,14 @@ def _batch_gather_shape(args, data, indices):
 
 @BATCH_GATHER.kernel
 def batch_gather(ctx, args, data, indices):
-    checked(ctx, (data.shape, indices.shape, data.dtype, indices.dtype),
-            lambda: _batch_gather_shape(args, TensorInfo.of(data), TensorInfo.of(indices)))
-    return _gather(ctx.xp, data, indices, 1, False, args.match_outer)
+    geo = checked(ctx, (data.shape, indices.shape, data.dtype, indices.dtype),
+                  lambda: _batch_gather_geometry(args, data, indices))
+    return _gather(ctx.xp, data, indices, 1, False, args.match_outer, geo)
+
+
+def _batch_gather_geometry(args, data, indices):
+    _batch_gather_shape(args, TensorInfo.of(data), TensorInfo.of(indices))
+    return _geometry(data, indices, 1, args.match_outer)
 
 
 @BATCH_GATHER.gradient
@@ -187,9 +192,14 @@ def _batch_gather_gradient(g):
 # --- scatter-add, the inverse of the gathers -----------------------------------------
 
 def _scatter_add_at(xp, rows, values, nrows):
-    """out[rows[j]] += values[j], in order (numpy backend)."""
+    """out[rows[j]] += values[j], in order (numpy backend; compiled when available)."""
     out = np.zeros((nrows,) + values.shape[1:], dtype=values.dtype)
-    np.add.at(out, rows, values)
+    loop = compiled_scatter_add() if values.dtype == F32 and values.ndim == 2 else None
+    if loop is not None and rows.size:
+        loop(out, rows.astype(np.int64, copy=False), np.ascontiguousarray(values),
+             np.float32(1))
+    else:
+        np.add.at(out, rows, values)
     return out
 
 

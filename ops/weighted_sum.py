@@ -8,8 +8,7 @@ from graphnet import config
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
-                      PREFETCH_AHEAD, expect_dtype, expect_dtypes, gather_rows, numba_jit,
-                      numba_prefetch, numel,
+                      compiled_scatter_add, expect_dtype, expect_dtypes, gather_rows, numel,
                       occurrence_rounds, repeated_positions, scatter_rows)
 
 
@@ -188,31 +187,6 @@ def _(args, *xs):
     return [TensorInfo(xs[0].shape, xs[0].dtype)]
 
 
-def _scatter_loop(data, idx, x, w):
-    """Caffe2's loop itself, data[idx[i]] += w * x[i] in index order (compiled)."""
-    ahead = idx.shape[0] - PREFETCH_AHEAD
-    for i in range(idx.shape[0]):
-        if i < ahead:
-            for j in range(0, data.shape[1], 16):  # the row updated 16 steps later
-                prefetch(data, idx[i + PREFETCH_AHEAD], j)
-        row = idx[i]
-        for j in range(data.shape[1]):
-            data[row, j] += w * x[i, j]
-
-
-_COMPILED = {}
-prefetch = None  # numba_prefetch(), bound before the loop is compiled
-
-
-def _compiled_scatter():
-    """_scatter_loop compiled by numba (one pass, duplicates in order), or None."""
-    global prefetch
-    if "scatter" not in _COMPILED:
-        prefetch = numba_prefetch()
-        _COMPILED["scatter"] = None if prefetch is None else numba_jit(_scatter_loop)
-    return _COMPILED["scatter"]
-
-
 def _accumulate_rows(ctx, data, idx, x, w):
     """Caffe2's w_0 == 1 loop, data[idx[i]] += w * X[i] for i in order, on numpy.
 
@@ -247,7 +221,7 @@ def scatter_weighted_sum(ctx, args, *xs):
     if sizes is None:
         return x0
     n, block = sizes
-    host = np.asarray(ctx.backend.to_host(xs[2])).reshape(-1).astype(np.int64)
+    host = np.asarray(ctx.backend.to_host(xs[2])).reshape(-1).astype(np.int64, copy=False)
     if host.size and (host.min() < 0 or host.max() >= n):
         bad = np.nonzero((host < 0) | (host >= n))[0]
         enforce(False, "Index out of bounds: %d, range 0 to %d. ScatterWeightedSum: "
@@ -265,7 +239,7 @@ def scatter_weighted_sum(ctx, args, *xs):
     if w0 == np.float32(1.0) and isinstance(data, np.ndarray):
         # Caffe2 adds pair after pair, each over all indices in order (checked on
         # real Caffe2 with values whose rounding tells the two orders apart).
-        compiled = _compiled_scatter() if config.fast_kernels() else None
+        compiled = compiled_scatter_add() if config.fast_kernels() else None
         for x, w in pairs:
             if not config.fast_kernels():
                 np.add.at(data, host, w * x)  # the plain formulation

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from graphnet import config, core, workspace
-from graphnet.ops import sparse_lengths, weighted_sum
+from graphnet.ops import _common, sparse_lengths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -29,7 +29,7 @@ def kernels(request, monkeypatch):
         pytest.importorskip("numba")
     if request.param == "numpy":  # no compiled loops: the numpy fast path
         monkeypatch.setattr(sparse_lengths, "_COMPILED", {False: None, True: None})
-        monkeypatch.setattr(weighted_sum, "_COMPILED", {"scatter": None})
+        monkeypatch.setattr(_common, "_COMPILED", {"scatter_add": None})
     if request.param == "plain":
         config.set_fast_kernels(False)
     yield request.param
