@@ -144,13 +144,19 @@ def feed_batch(workspace, batch):
     workspace.FeedBlob("target", target)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_arguments(doc):
+    """The command-line options every peer's script takes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
     parser.add_argument("--inference", action="store_true")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--batches", type=int, default=4)
+    return parser
+
+
+def main(argv=None):
+    parser = run_arguments(__doc__)
     parser.add_argument("--net-type", default="simple")
     args = parser.parse_args(argv)
 

@@ -10,7 +10,6 @@ dlrm_caffe2_model.make_data, so losses can be compared number for number.
 Prints one JSON line, as the Caffe2-API script does.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dlrm_caffe2_model import CONFIGS, config, make_data, tril_indices  # noqa: E402
+from dlrm_caffe2_model import (config, make_data, run_arguments,  # noqa: E402
+                               tril_indices)
 
 
 class DLRM(torch.nn.Module):
@@ -64,12 +64,7 @@ def to_torch(batch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
-    parser.add_argument("--inference", action="store_true")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--batches", type=int, default=4)
+    parser = run_arguments(__doc__)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 

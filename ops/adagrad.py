@@ -128,17 +128,26 @@ def _sparse_geometry(xp, ctx, op, indices, grad, param_numel, label="block size"
     return idx, block, rows
 
 
-@SPARSE_ADAGRAD.kernel
-def sparse_adagrad(ctx, args, param, moment, indices, grad, lr):
+def _sparse_setup(ctx, args, param, moment, indices, grad, lr):
+    """SparseAdagrad's checks and buffers, for every backend: (w, h) and, when there
+    is something to update, (idx, block, rows); else None."""
     xp, op = ctx.xp, "SparseAdagrad"
     _sparse_adagrad_shape(args, *infos(param, moment, indices, grad, lr))
     w = mutable(xp, as_float32(xp, param, op, "param", 0, True))
     h = mutable(xp, as_float32(xp, moment, op, "moment", 1, True))
     if indices.size == 0:
-        return w, h
+        return (w, h), None
     idx, block, rows = _sparse_geometry(xp, ctx, op, indices, grad, w.size, "block_size")
-    if block == 0:
+    return (w, h), (None if block == 0 else (idx, block, rows))
+
+
+@SPARSE_ADAGRAD.kernel
+def sparse_adagrad(ctx, args, param, moment, indices, grad, lr):
+    xp = ctx.xp
+    (w, h), work = _sparse_setup(ctx, args, param, moment, indices, grad, lr)
+    if work is None:
         return w, h
+    idx, block, rows = work
     rate, eps = lr_value(lr), np.float32(args.epsilon)
     W = w.reshape(-1)[:rows * block].reshape(rows, block)
     H = h.reshape(-1)[:rows * block].reshape(rows, block)
@@ -183,15 +192,16 @@ def _rowwise_sparse_adagrad_shape(args, param, moment, indices, grad, lr, counte
     return [TensorInfo(param.shape, F32), TensorInfo(moment.shape, F32)]
 
 
-@ROWWISE_SPARSE_ADAGRAD.kernel
-def rowwise_sparse_adagrad(ctx, args, param, moment, indices, grad, lr, counter=None):
+def _rowwise_setup(ctx, args, param, moment, indices, grad, lr, counter):
+    """RowWiseSparseAdagrad's checks and buffers, for every backend: (w, h) and, when
+    there is something to update, (idx, block, rows, use_counter); else None."""
     xp, op = ctx.xp, "RowWiseSparseAdagrad"
     _rowwise_sparse_adagrad_shape(args, *infos(param, moment, indices, grad, lr),
                                   counter=None if counter is None else TensorInfo.of(counter))
     w = mutable(xp, as_float32(xp, param, op, "param", 0, True))
     h = mutable(xp, as_float32(xp, moment, op, "moment", 1, True))
     if indices.size == 0:
-        return w, h
+        return (w, h), None
     n = int(indices.size)
     block = int(grad.size) // n
     if block:
@@ -201,15 +211,24 @@ def rowwise_sparse_adagrad(ctx, args, param, moment, indices, grad, lr, counter=
                  "give one grad row of param.shape[1:] per index", 3)
     idx, block, rows = _sparse_geometry(xp, ctx, op, indices, grad, w.size)
     if block == 0:
-        return w, h
+        return (w, h), None
     use_counter = args.counter_halflife > 0
-    if use_counter:
-        if not (counter.size >= rows):
-            enforce(False,
-                    "%s reads counter[idx] for every row: expected at least %d counter entries, "
-                    "found %d. Fix: feed the row counter of this table." % (op, rows,
-                                                                            counter.size),
-                    input_index=5)
+    if use_counter and not (counter.size >= rows):
+        enforce(False,
+                "%s reads counter[idx] for every row: expected at least %d counter entries, "
+                "found %d. Fix: feed the row counter of this table." % (op, rows,
+                                                                        counter.size),
+                input_index=5)
+    return (w, h), (idx, block, rows, use_counter)
+
+
+@ROWWISE_SPARSE_ADAGRAD.kernel
+def rowwise_sparse_adagrad(ctx, args, param, moment, indices, grad, lr, counter=None):
+    xp = ctx.xp
+    (w, h), work = _rowwise_setup(ctx, args, param, moment, indices, grad, lr, counter)
+    if work is None:
+        return w, h
+    idx, block, rows, use_counter = work
     rate, eps = lr_value(lr), np.float32(args.epsilon)
     wd = np.float32(args.weight_decay)
     W = w.reshape(-1)[:rows * block].reshape(rows, block)
@@ -313,15 +332,11 @@ def _device_lr(xp, lr):
 
 @SPARSE_ADAGRAD.kernel(backend="cupy")
 def sparse_adagrad_cuda(ctx, args, param, moment, indices, grad, lr):
-    xp, op = ctx.xp, "SparseAdagrad"
-    _sparse_adagrad_shape(args, *infos(param, moment, indices, grad, lr))
-    w = mutable(xp, as_float32(xp, param, op, "param", 0, True))
-    h = mutable(xp, as_float32(xp, moment, op, "moment", 1, True))
-    if indices.size == 0:
+    xp = ctx.xp
+    (w, h), work = _sparse_setup(ctx, args, param, moment, indices, grad, lr)
+    if work is None:
         return w, h
-    idx, block, rows = _sparse_geometry(xp, ctx, op, indices, grad, w.size, "block_size")
-    if block == 0:
-        return w, h
+    idx, block, rows = work
     order, sorted_rows = sorted_runs(xp, idx)
     k = int(idx.shape[0])
     launch(_ADAGRAD_CUDA.function("sparse_adagrad_" + index_type(sorted_rows.dtype)),
@@ -334,30 +349,12 @@ def sparse_adagrad_cuda(ctx, args, param, moment, indices, grad, lr):
 
 @ROWWISE_SPARSE_ADAGRAD.kernel(backend="cupy")
 def rowwise_sparse_adagrad_cuda(ctx, args, param, moment, indices, grad, lr, counter=None):
-    xp, op = ctx.xp, "RowWiseSparseAdagrad"
-    _rowwise_sparse_adagrad_shape(args, *infos(param, moment, indices, grad, lr),
-                                  counter=None if counter is None else TensorInfo.of(counter))
-    w = mutable(xp, as_float32(xp, param, op, "param", 0, True))
-    h = mutable(xp, as_float32(xp, moment, op, "moment", 1, True))
-    if indices.size == 0:
+    xp = ctx.xp
+    (w, h), work = _rowwise_setup(ctx, args, param, moment, indices, grad, lr, counter)
+    if work is None:
         return w, h
+    idx, block, rows, use_counter = work
     n = int(indices.size)
-    block = int(grad.size) // n
-    if block:
-        check_eq(w.size // block, h.size, "Input(PARAM).numel() / block_size == "
-                 "Input(MOMENT_1).numel()", op, "Input Param size: %d Block size: %d Input "
-                 "Moment size: %d" % (w.size, block, h.size),
-                 "give one grad row of param.shape[1:] per index", 3)
-    idx, block, rows = _sparse_geometry(xp, ctx, op, indices, grad, w.size)
-    if block == 0:
-        return w, h
-    use_counter = args.counter_halflife > 0
-    if use_counter and not (counter.size >= rows):
-        enforce(False,
-                "%s reads counter[idx] for every row: expected at least %d counter entries, "
-                "found %d. Fix: feed the row counter of this table." % (op, rows,
-                                                                        counter.size),
-                input_index=5)
     order, sorted_rows = sorted_runs(xp, idx)
     launch(_ADAGRAD_CUDA.function("rowwise_adagrad_" + index_type(sorted_rows.dtype)), n,
            (w, h, xp.ascontiguousarray(grad, dtype=np.float32), sorted_rows, order,

@@ -110,13 +110,10 @@ def _pool_numpy(xp, data, indices, lengths, weights, shape):
     if not config.fast_kernels():
         return _pool_naive(data, indices, lengths, weights, shape)
     table = data.reshape(data.shape[0], -1)
-    loop = _compiled_pool(weights is not None) if data.dtype == F32 else None
+    loop = _compiled_pool() if data.dtype == F32 else None
     if loop is not None:
         out = np.empty((lengths.shape[0], table.shape[1]), F32)
-        if weights is None:
-            loop(table, indices, lengths, out)
-        else:
-            loop(table, indices, lengths, weights, out)
+        loop(table, indices, lengths, weights, out)
         return out.reshape(shape)
     rows = gather_rows(table, indices)
     if rows.dtype != F32:
@@ -124,8 +121,9 @@ def _pool_numpy(xp, data, indices, lengths, weights, shape):
     return segment_sum(rows, lengths, weights).reshape(shape)
 
 
-def _sum_loop(table, indices, lengths, out):
-    """out[m] = sum of table[indices[j]] over segment m, in order (compiled)."""
+def _pool_loop(table, indices, lengths, weights, out):
+    """out[m] = sum of (weights[j] *) table[indices[j]] over segment m, in index order
+    (compiled; numba specializes `weights is None` away)."""
     j, ahead = 0, indices.shape[0] - PREFETCH_AHEAD
     for m in range(lengths.shape[0]):
         for k in range(table.shape[1]):
@@ -135,39 +133,27 @@ def _sum_loop(table, indices, lengths, out):
                 for k in range(0, table.shape[1], 16):  # every 64-byte line of the row
                     prefetch(table, indices[j + PREFETCH_AHEAD], k)
             row = indices[j]
+            if weights is None:
+                for k in range(table.shape[1]):
+                    out[m, k] += table[row, k]
+            else:
+                w = weights[j]
+                for k in range(table.shape[1]):
+                    out[m, k] += w * table[row, k]
             j += 1
-            for k in range(table.shape[1]):
-                out[m, k] += table[row, k]
-
-
-def _weighted_sum_loop(table, indices, lengths, weights, out):
-    """out[m] = sum of weights[j] * table[indices[j]] over segment m, in order."""
-    j, ahead = 0, indices.shape[0] - PREFETCH_AHEAD
-    for m in range(lengths.shape[0]):
-        for k in range(table.shape[1]):
-            out[m, k] = 0.0
-        for _ in range(lengths[m]):
-            if j < ahead:
-                for k in range(0, table.shape[1], 16):
-                    prefetch(table, indices[j + PREFETCH_AHEAD], k)
-            row, w = indices[j], weights[j]
-            j += 1
-            for k in range(table.shape[1]):
-                out[m, k] += w * table[row, k]
 
 
 _COMPILED = {}
 prefetch = None  # numba_prefetch(), bound before the loops are compiled
 
 
-def _compiled_pool(weighted):
+def _compiled_pool():
     """The segment loop compiled by numba (fused gather + sum), or None."""
     global prefetch
-    if weighted not in _COMPILED:
+    if "pool" not in _COMPILED:
         prefetch = numba_prefetch()
-        _COMPILED[weighted] = None if prefetch is None else numba_jit(
-            _weighted_sum_loop if weighted else _sum_loop)
-    return _COMPILED[weighted]
+        _COMPILED["pool"] = None if prefetch is None else numba_jit(_pool_loop)
+    return _COMPILED["pool"]
 
 
 def _pool_naive(data, indices, lengths, weights, shape):

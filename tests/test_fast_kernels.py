@@ -28,7 +28,7 @@ def kernels(request, monkeypatch):
     if request.param == "compiled":
         pytest.importorskip("numba")
     if request.param == "numpy":  # no compiled loops: the numpy fast path
-        monkeypatch.setattr(sparse_lengths, "_COMPILED", {False: None, True: None})
+        monkeypatch.setattr(sparse_lengths, "_COMPILED", {"pool": None})
         monkeypatch.setattr(_common, "_COMPILED", {"scatter_add": None})
     if request.param == "plain":
         config.set_fast_kernels(False)
