@@ -488,6 +488,49 @@ def compiled_scatter_add():
     return _COMPILED["scatter_add"] if config.fast_kernels() else None
 
 
+def _segments_valid(indices, lengths, n_rows):
+    """LENGTHS non-negative, summing to len(INDICES), every index in [0, n_rows)."""
+    total = 0
+    for m in range(lengths.shape[0]):
+        if lengths[m] < 0:
+            return False
+        total += lengths[m]
+    if total != indices.shape[0]:
+        return False
+    for j in range(indices.shape[0]):
+        if indices[j] < 0 or indices[j] >= n_rows:
+            return False
+    return True
+
+
+def segments_valid(indices, lengths, n_rows):
+    """True when a SparseLengths op's INDICES/LENGTHS pass every check, decided in one
+    compiled pass (numpy needs four reductions); False means "run the numpy checks",
+    which then raise the precise error. None without numba."""
+    if "segments" not in _COMPILED:
+        _COMPILED["segments"] = numba_jit(_segments_valid)
+    loop = _COMPILED["segments"]
+    if loop is None or indices.ndim != 1 or lengths.ndim != 1:
+        return False
+    return loop(indices, lengths, n_rows)
+
+
+def _rows_valid(indices, n_rows):
+    for j in range(indices.shape[0]):
+        if indices[j] < 0 or indices[j] >= n_rows:
+            return False
+    return True
+
+
+def rows_valid(indices, n_rows):
+    """True when every index of a 1-D array is in [0, n_rows), in one compiled pass;
+    False means "check with numpy" (which reports the first bad index)."""
+    if "rows" not in _COMPILED:
+        _COMPILED["rows"] = numba_jit(_rows_valid)
+    loop = _COMPILED["rows"]
+    return loop is not None and indices.ndim == 1 and loop(indices, n_rows)
+
+
 def segment_sum(rows, lengths, weights=None):
     """out[m] = sum of weights[j] * rows[j] over segment m (LENGTHS[m] consecutive
     rows), each segment summed in row order; rows (n, K) float32, lengths summing to

@@ -113,13 +113,25 @@ def _fc_schema(op_type, transposed):
         dtype, axis, m, k, n = checked(
             ctx, (x.shape, w.shape, b.shape, x.dtype, w.dtype, b.dtype),
             lambda: fc_checks(ctx, args, x, w, b))
-        x2 = x.reshape(m, k).astype(np.float32, copy=False)
-        w2 = w.reshape(k, n) if transposed else w.reshape(n, k).T
-        y = x2 @ w2.astype(np.float32, copy=False)
-        y += b.astype(np.float32, copy=False)  # in place: one pass less than y = xw + b
+        if dtype is _F32[0]:  # float32 (the common case): no casts, no extra views
+            if x.shape == (m, k) and w.shape == ((k, n) if transposed else (n, k)):
+                y = x @ (w if transposed else w.T)
+            else:
+                y = _fc_product(x, w, m, k, n, transposed)
+            y += b  # in place: one pass less than y = xw + b
+            return y if y.shape == x.shape[:axis] + (n,) else y.reshape(x.shape[:axis] + (n,))
+        y = _fc_product(x, w, m, k, n, transposed)
+        y += b.astype(np.float32, copy=False)
         return y.astype(dtype, copy=False).reshape(x.shape[:axis] + (n,))
 
     return schema
+
+
+def _fc_product(x, w, m, k, n, transposed):
+    """X2d @ W2d (as float32) for FC's geometry."""
+    x2 = x.reshape(m, k).astype(np.float32, copy=False)
+    w2 = w.reshape(k, n) if transposed else w.reshape(n, k).T
+    return x2 @ w2.astype(np.float32, copy=False)
 
 
 def _fc_gradient_schema(op_type, transposed):
@@ -148,15 +160,19 @@ def _fc_gradient_schema(op_type, transposed):
             outs = (xp.zeros(w.shape, dtype), xp.zeros((n,), dtype),
                     xp.zeros(x.shape, dtype))
             return outs[:ctx.num_outputs]
-        x2 = x.reshape(m, k).astype(np.float32, copy=False)
-        dy2 = dy.reshape(m, n).astype(np.float32, copy=False)
+        f32 = dtype is _F32[0]  # no casts needed (astype(copy=False) still costs a call)
+        x2 = x.reshape(m, k) if f32 else x.reshape(m, k).astype(np.float32)
+        dy2 = dy.reshape(m, n) if f32 else dy.reshape(m, n).astype(np.float32)
         w2 = w.reshape(k, n).T if transposed else w.reshape(n, k)  # always (N, K)
         dw = x2.T @ dy2 if transposed else dy2.T @ x2
-        outs = [dw.astype(dtype, copy=False).reshape(w.shape),
-                dy2.sum(axis=0).astype(dtype, copy=False)]
+        db = np.add.reduce(dy2, axis=0) if xp is np else dy2.sum(axis=0)
+        if f32:
+            outs = [dw if dw.shape == w.shape else dw.reshape(w.shape), db]
+        else:
+            outs = [dw.astype(dtype).reshape(w.shape), db.astype(dtype)]
         if ctx.num_outputs == 3:
-            dx = dy2 @ w2.astype(np.float32, copy=False)
-            outs.append(dx.astype(dtype, copy=False).reshape(x.shape))
+            dx = dy2 @ (w2 if f32 else w2.astype(np.float32))
+            outs.append(dx.reshape(x.shape) if f32 else dx.astype(dtype).reshape(x.shape))
         return tuple(outs)
 
     return schema

@@ -15,7 +15,7 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
                       PREFETCH_AHEAD, checked, gather_rows, numba_jit, numba_prefetch,
-                      segment_sum, size_from_dim)
+                      segment_sum, segments_valid, size_from_dim)
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -202,7 +202,7 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=N
                            None if weights is None else (weights.shape, weights.dtype)),
                      lambda: _validate_static(op_type, slots, data, indices, lengths,
                                               weights))
-    if ok:
+    if ok and not (xp is np and segments_valid(indices, lengths, data.shape[0])):
         _check_segments(xp, op_type, indices, lengths, data.shape[0], slots[2], slots[3])
     return ok
 

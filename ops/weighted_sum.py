@@ -9,7 +9,7 @@ from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
                       compiled_scatter_add, expect_dtype, expect_dtypes, gather_rows, numel,
-                      occurrence_rounds, repeated_positions, scatter_rows)
+                      occurrence_rounds, repeated_positions, rows_valid, scatter_rows)
 
 
 def _one_element(op, w, k, pair):
@@ -222,7 +222,7 @@ def scatter_weighted_sum(ctx, args, *xs):
         return x0
     n, block = sizes
     host = np.asarray(ctx.backend.to_host(xs[2])).reshape(-1).astype(np.int64, copy=False)
-    if host.size and (host.min() < 0 or host.max() >= n):
+    if host.size and not rows_valid(host, n) and (host.min() < 0 or host.max() >= n):
         bad = np.nonzero((host < 0) | (host >= n))[0]
         enforce(False, "Index out of bounds: %d, range 0 to %d. ScatterWeightedSum: "
                        "INDICES[%d] must address a row of X_0 (shape %s); nothing was "

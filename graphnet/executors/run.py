@@ -128,20 +128,19 @@ def step_runner(plan, step):
     def slow():
         run_step(plan, step)
 
-    def ready():
-        """Every input holds a value on the device the op expects."""
-        for blob, want in zip(ins, wants):
-            if blob.value is None or (want is not None and blob.device is not want
-                                      and blob.device != want):
-                return False
-        return True
+    pairs = tuple(zip(ins, wants))
+    ndarray = np.ndarray
 
-    def call():
-        try:
-            result = kernel(ctx, args, *[b.value for b in ins])
-            return _results(result, step, len(outs))
-        except Exception as exc:
-            raise operator_error(plan, step, exc) from exc
+    def inputs():
+        """The input values, or None when one is empty or on another device."""
+        values = []
+        for blob, want in pairs:
+            value = blob.value
+            if value is None or (want is not None and blob.device is not want
+                                 and blob.device != want):
+                return None
+            values.append(value)
+        return values
 
     if len(outs) == 1 and len(ins) == 1 and wants[0] is not None:
         (b0,), (w0,), (out,), (device,) = ins, wants, outs, out_devices
@@ -182,29 +181,38 @@ def step_runner(plan, step):
         (out,), (device,) = outs, out_devices
 
         def run():
-            if not ready():
+            values = inputs()
+            if values is None:
                 return slow()
-            out.value = call()[0]
+            try:
+                value = kernel(ctx, args, *values)
+                if type(value) is not ndarray:
+                    value = _single(value, step)
+            except Exception as exc:
+                raise operator_error(plan, step, exc) from exc
+            out.value = value
             out.device = device
         return run
 
+    count = len(outs)
+
     def run_many():
-        if not ready():
+        values = inputs()
+        if values is None:
             return slow()
-        for blob, value, device in zip(outs, call(), out_devices):
+        try:
+            results = kernel(ctx, args, *values)
+            if len(results) != count:
+                raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
+                                   % (step.op_type, len(results), count))
+        except Exception as exc:
+            raise operator_error(plan, step, exc) from exc
+        for blob, value, device in zip(outs, results, out_devices):
+            if type(value) is not ndarray and isinstance(value, np.generic):
+                value = np.asarray(value)
             blob.value = value
             blob.device = device
     return run_many
-
-
-def _results(result, step, count):
-    """A kernel's outputs as a sequence of `count` arrays (numpy scalars wrapped)."""
-    if count == 1:
-        return (result if type(result) is np.ndarray else _single(result, step),)
-    if len(result) != count:
-        raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
-                           % (step.op_type, len(result), count))
-    return [np.asarray(v) if isinstance(v, np.generic) else v for v in result]
 
 
 def runners(plan):
