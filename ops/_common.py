@@ -409,7 +409,10 @@ def numba_jit(function):
         _NUMBA.append(numba)
     if _NUMBA[0] is None:
         return None
-    return _NUMBA[0].njit(nogil=True, cache=True)(function)
+    try:
+        return _NUMBA[0].njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # no writable cache location: compile in each process
+        return _NUMBA[0].njit(nogil=True)(function)
 
 
 PREFETCH_AHEAD = 16  # rows: far enough to hide DRAM latency, near enough to stay cached
