@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from graphnet.executors.backends import to_numpy
 from graphnet.distributed.errors import (DistributedError, PeerLostError,
                                          PeerTimeoutError, RankFailedError)
 from graphnet.distributed.watchdog import Watchdog, heartbeat_settings
@@ -44,8 +45,11 @@ def default_timeout():
 
 
 def encode(value):
-    """(header int64[12], payload uint8[n]) for an array or any picklable value."""
+    """(header int64[12], payload uint8[n]) for an array or any picklable value.
+    Device (CuPy) arrays travel through host memory, as raw bytes like numpy's."""
     header = np.zeros(_HEADER, np.int64)
+    if not isinstance(value, np.ndarray) and type(value).__module__.startswith("cupy"):
+        value = to_numpy(value)
     array = value if isinstance(value, np.ndarray) else None
     if array is not None and array.dtype in _CODE and array.ndim <= _MAX_DIMS:
         array = np.asarray(array, order="C")  # (ascontiguousarray makes 0-d 1-d)

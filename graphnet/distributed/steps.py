@@ -17,6 +17,7 @@ import numpy as np
 from graphnet.blobs import Blob
 from graphnet.devices import CPU, device_name
 from graphnet.errors import EnforceError
+from graphnet.executors.backends import backend_for, to_numpy
 from graphnet.executors.dag import dependencies
 from graphnet.executors.plan import Step
 from graphnet.distributed.placement import EVERY_RANK, RemoteValue
@@ -43,6 +44,14 @@ def _comm_step(base, op_type, kernel, ins, in_blobs, outs, out_blobs, out_device
     s.out_names, s.out_blobs, s.out_devices = list(outs), list(out_blobs), list(out_devices)
     s.dynamic_devices, s.warned = False, set()
     return s
+
+
+def _placed(value, device):
+    """A received host array on `device`: CuPy memory where real GPUs run it (the
+    transfer was staged through host memory), the array itself for numpy devices."""
+    if not isinstance(value, np.ndarray) or not device.is_gpu:
+        return value
+    return backend_for(device).from_host(value, device)
 
 
 def _tracked(kernel, board, label):
@@ -118,7 +127,7 @@ class _Local(object):
 
             def recv(ctx, args, _board=self.board):
                 _board.set_label(status)
-                return comm.recv(x.src, tag, text)
+                return _placed(comm.recv(x.src, tag, text), x.device)
             out = self.blobs[x.name] if x.push else self.temp(x)
             out_name = x.name if x.push else "xfer:%d" % x.id
             self.add(_comm_step(x.step, "%s [receive from rank %d]" % (x.step.op_type,
@@ -138,11 +147,12 @@ class _Local(object):
         def allreduce(ctx, args, *inputs, _board=self.board):
             _board.set_label(status)
             _check_float_inputs(inputs, [step.in_names[i] for i in mine])
-            partial = np.array(inputs[0], copy=True)
+            partial = np.array(to_numpy(inputs[0]), copy=True)
             for x in inputs[1:]:
-                partial += x
+                partial += to_numpy(x)
             total = comm.allreduce_sum(partial, e.ranks, text)
-            return tuple([total] + [np.array(total, copy=True) for _ in inputs[1:]])
+            return tuple(_placed(np.array(total, copy=True), step.out_devices[i])
+                         for i in mine)
         ins = [step.in_names[i] for i in mine]
         outs = [step.out_names[i] for i in mine]
         self.add(_comm_step(step, "NCCLAllreduce [MPI all-reduce over ranks %s]"
@@ -172,7 +182,7 @@ class _Local(object):
             for x, v in zip(sends, values):
                 out.setdefault(x.dst, []).append(v)
             got = comm.alltoallv(out, expect, e.ranks, text)
-            return tuple(got[x.src].pop(0) for x in recvs)
+            return tuple(_placed(got[x.src].pop(0), x.device) for x in recvs)
         ins = [x.name for x in sends]
         outs = [x.name if x.push else "xfer:%d" % x.id for x in recvs]
         out_blobs = [self.blobs[x.name] if x.push else self.temp(x) for x in recvs]
