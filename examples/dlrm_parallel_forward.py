@@ -48,6 +48,13 @@ class Config(object):
         assert bottom[-1] == emb_dim, "the bottom MLP must end at the embedding size"
 
 
+def dense_weight_names(cfg):
+    """The MLP parameters' unprefixed blob names (make_weights' non-table keys)."""
+    return ["%s:::fc%d_%s" % (tag, i, kind) for tag, layers in (("bot", cfg.bottom),
+                                                                  ("top", cfg.top))
+            for i in range(1, len(layers)) for kind in "wb"]
+
+
 def make_weights(cfg, seed=0):
     """All parameters, by unprefixed blob name (same values on every device)."""
     rng = np.random.default_rng(seed)

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dlrm_parallel_forward import (Config, ParallelDLRM, gpu, make_batch,  # noqa: E402
-                                   make_weights)
+from dlrm_parallel_forward import (Config, ParallelDLRM, dense_weight_names,  # noqa: E402
+                                   gpu, make_batch, make_weights)
 
 from graphnet import brew, core, workspace  # noqa: E402
 
@@ -52,8 +52,7 @@ class TrainableDLRM(ParallelDLRM):
         # are served by graphnet's cross-device transfer.
         with core.DeviceScope(self.device_option if self.ndevices <= 1 else gpu(0)):
             grads = model.AddGradientOperators(losses)
-        dense = [name for name in sorted(make_weights(self.cfg))
-                 if not name.startswith("emb:::")]
+        dense = sorted(dense_weight_names(self.cfg))
         for w in dense:
             if self.ndevices > 1:
                 blobs = [grads["gpu_%d/%s" % (d, w)] for d in range(n)]
