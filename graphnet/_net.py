@@ -32,6 +32,21 @@ def _extract_stacktrace(limit=16):
     return stack
 
 
+# CreateOperator's own parameters among the keywords of net.<Op>(...); the rest are
+# operator arguments.
+_CREATE_OPERATOR_PARAMS = ("name", "control_input", "device_option", "arg", "engine",
+                           "debug_info")
+_CORE = []
+
+
+def _core():
+    """graphnet.core (which imports this module), once."""
+    if not _CORE:
+        from graphnet import core
+        _CORE.append(core)
+    return _CORE[0]
+
+
 class Net(object):
     """A NetDef being built: ops by attribute, Caffe2's blob and net naming."""
 
@@ -424,7 +439,8 @@ class Net(object):
 
     # --- op creation ----------------------------------------------------------------
     def _CreateAndAddToSelf(self, op_type, inputs, outputs=None, **kwargs):
-        from graphnet.core import BlobReference, CreateOperator, _RectifyInputOutput
+        core = _core()
+        BlobReference, _RectifyInputOutput = core.BlobReference, core._RectifyInputOutput
         inputs = _RectifyInputOutput(inputs)
         for blob in inputs:
             if not self.BlobIsDefined(blob):
@@ -437,8 +453,14 @@ class Net(object):
         elif type(outputs) is int:
             outputs = [self.NextName(prefix=op_type, output_id=i) for i in range(outputs)]
         outputs = _RectifyInputOutput(outputs, net=self)
-        op = CreateOperator(op_type, inputs, outputs, **kwargs)
-        self._ExtendOps([op])
+        explicit = {k: kwargs.pop(k) for k in _CREATE_OPERATOR_PARAMS if k in kwargs}
+        op = self._net.op.add()  # filled in place: extend() would copy the message
+        try:
+            _core().fill_operator(op, op_type, inputs, outputs, kwargs=kwargs, **explicit)
+        except BaseException:
+            del self._net.op[-1]  # a rejected op leaves the net as it was
+            raise
+        self._op_outputs.update(op.output)
         operator_tracebacks.setdefault(self.Name(), {})[len(self._net.op) - 1] = \
             _extract_stacktrace()
         if len(op.output) == 0:
