@@ -252,15 +252,18 @@ class OpSchema(object):
         return fn
 
     # checks ------------------------------------------------------------------
-    def check(self, op):
-        """Validate counts, in-place rules and required args of an OperatorDef."""
-        reason = self._check_reason(op)
+    def check(self, op, inputs=None, outputs=None):
+        """Validate counts, in-place rules and required args of an OperatorDef
+        (`inputs`/`outputs`: its input and output names, when the caller has them)."""
+        reason = self._check_reason(op, inputs, outputs)
         if reason:
             raise SchemaError("%s\nOperator def did not pass schema checking: %s"
                               % (reason, short_text(op)))
 
-    def _check_reason(self, op):
-        n_in, n_out = len(op.input), len(op.output)
+    def _check_reason(self, op, inputs=None, outputs=None):
+        if inputs is None:
+            inputs, outputs = list(op.input), list(op.output)
+        n_in, n_out = len(inputs), len(outputs)
         for what, n, low, high, pred in (
                 ("Input", n_in, self.min_inputs, self.max_inputs, self.input_check),
                 ("Output", n_out, self.min_outputs, self.max_outputs, self.output_check)):
@@ -273,7 +276,6 @@ class OpSchema(object):
         if self.same_number_of_outputs and n_in != n_out:
             return ("Output size %d not matching expected output size, which is %d. Fix: "
                     "give %s one output per input." % (n_out, n_in, self.type))
-        inputs, outputs = list(op.input), list(op.output)
         out_slots = {}
         for o, name_out in enumerate(outputs):
             out_slots.setdefault(name_out, []).append(o)
@@ -294,9 +296,17 @@ class OpSchema(object):
                         % (i, inputs[i], o, outputs[o], self.type))
         return None
 
+    def _defaults(self):
+        """A fresh dict of every argument's default (ops without arguments)."""
+        cached = self.__dict__.get("_default_values")
+        if cached is None or len(cached) != len(self.args):
+            cached = self._default_values = {n: a.default for n, a in self.args.items()}
+        return dict(cached)
+
     def parse_args(self, op):
         """Typed argument values with defaults; raises ArgumentError like Caffe2."""
-        values = {name: a.default for name, a in self.args.items()}
+        values = {name: a.default for name, a in self.args.items()} if op.arg else \
+            self._defaults()
         present, fields, seen = set(), {}, {}
         for arg in op.arg:
             name = arg.name

@@ -129,6 +129,7 @@ def _compile(netdef, blobs):
     net_option = netdef.device_option if netdef.HasField("device_option") else None
     external = set(netdef.external_input)
     produced = {}  # blob name -> static device of its latest producer
+    backends = {}  # device -> backend_for(device), asked once per device
     steps, reads = [], []
     for index, op in enumerate(netdef.op):
         option = _merged_option(net_option, op)
@@ -139,18 +140,20 @@ def _compile(netdef, blobs):
             schema = registry.get(op.type)
         except registry.UnknownOperatorError as exc:
             raise _fail(index, op, str(exc), registry.UnknownOperatorError)
+        inputs, outputs, op_type = list(op.input), list(op.output), op.type
         try:
-            schema.check(op)
+            schema.check(op, inputs, outputs)
             args = schema.parse_args(op)
         except SchemaError as exc:
             raise type(exc)("%s\n  (op #%d in net '%s')" % (exc, index, netdef.name))
         device = device_of(option)
         try:
             schema.check_device(device)
-            backend = backend_for(device)
+            backend = backends.get(device)
+            if backend is None:
+                backend = backends[device] = backend_for(device)
         except GraphnetError as exc:
             raise _fail(index, op, str(exc), type(exc))
-        inputs, outputs, op_type = list(op.input), list(op.output), op.type
         known = []
         for name in inputs:
             if external and name not in external and name not in produced:
