@@ -96,8 +96,9 @@ def relu_gradient(xp, y, dy):
 
 
 def sigmoid(xp, x):
-    e = xp.exp(-xp.abs(x))  # never overflows; exp(-inf) = 0 gives exact 0 and 1
-    return xp.where(x >= 0, xp.ones_like(x), e) / (1 + e)
+    # Caffe2's formula, 1 / (1 + exp(-X)); exp overflowing to inf gives exactly 0
+    # (numpy's overflow warning is off while kernels run).
+    return 1 / (1 + xp.exp(-x))
 
 
 def sigmoid_gradient(xp, y, dy):
