@@ -481,14 +481,20 @@ _COMPILED = {}
 prefetch = None  # numba_prefetch(), bound before the loops are compiled
 
 
+def compiled_loop(cache, key, function):
+    """`function` compiled by numba once (cache[key]), with the module global
+    `prefetch` it calls bound to the intrinsic first; None without numba."""
+    if key not in cache:
+        function.__globals__["prefetch"] = numba_prefetch()
+        cache[key] = (None if function.__globals__["prefetch"] is None
+                      else numba_jit(function))
+    return cache[key]
+
+
 def compiled_scatter_add():
     """_scatter_add_loop compiled by numba, or None (no numba / fast kernels off)."""
-    global prefetch
-    if "scatter_add" not in _COMPILED:
-        prefetch = numba_prefetch()
-        _COMPILED["scatter_add"] = None if prefetch is None else numba_jit(
-            _scatter_add_loop)
-    return _COMPILED["scatter_add"] if config.fast_kernels() else None
+    loop = compiled_loop(_COMPILED, "scatter_add", _scatter_add_loop)
+    return loop if config.fast_kernels() else None
 
 
 def _segments_valid(indices, lengths, n_rows):

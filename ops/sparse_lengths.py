@@ -14,8 +14,8 @@ from graphnet import config
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      PREFETCH_AHEAD, checked, gather_rows, numba_jit, numba_prefetch,
-                      segment_sum, segments_valid, size_from_dim)
+                      PREFETCH_AHEAD, checked, compiled_loop, gather_rows, segment_sum,
+                      segments_valid, size_from_dim)
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -144,16 +144,12 @@ def _pool_loop(table, indices, lengths, weights, out):
 
 
 _COMPILED = {}
-prefetch = None  # numba_prefetch(), bound before the loops are compiled
+prefetch = None  # bound by compiled_loop before _pool_loop is compiled
 
 
 def _compiled_pool():
     """The segment loop compiled by numba (fused gather + sum), or None."""
-    global prefetch
-    if "pool" not in _COMPILED:
-        prefetch = numba_prefetch()
-        _COMPILED["pool"] = None if prefetch is None else numba_jit(_pool_loop)
-    return _COMPILED["pool"]
+    return compiled_loop(_COMPILED, "pool", _pool_loop)
 
 
 def _pool_naive(data, indices, lengths, weights, shape):
