@@ -205,18 +205,23 @@ def _split_shape(args, x, *split):
 def split(ctx, args, x, *split_input):
     sizes = None
     if split_input:
-        _check_split_sizes_input(TensorInfo.of(split_input[0]))
-        sizes = host_array(ctx, split_input[0]).reshape(-1).tolist()
-    ca, add_axis, shapes = checked(
-        ctx, (x.shape, None if sizes is None else tuple(sizes)),
-        lambda: _split_plan(args, x.shape, ctx.num_outputs, sizes))
-    outs, start = [], 0
-    for shape in shapes:
-        step = 1 if add_axis else shape[ca]
-        piece = x[(slice(None),) * ca + (slice(start, start + step),)]
-        outs.append(piece.reshape(shape).copy())
+        _check_split_sizes_input(split_input[0])  # (reads only .dtype)
+        sizes = tuple(host_array(ctx, split_input[0]).reshape(-1).tolist())
+    pieces = checked(ctx, (x.shape, sizes),
+                     lambda: _split_pieces(args, x.shape, ctx.num_outputs, sizes))
+    return tuple(x[index].reshape(shape).copy() for index, shape in pieces)
+
+
+def _split_pieces(args, shape, n_out, sizes):
+    """(index into X, output shape) per output, after _split_plan's checks."""
+    ca, add_axis, shapes = _split_plan(args, shape, n_out,
+                                       None if sizes is None else list(sizes))
+    pieces, start = [], 0
+    for out_shape in shapes:
+        step = 1 if add_axis else out_shape[ca]
+        pieces.append(((slice(None),) * ca + (slice(start, start + step),), out_shape))
         start += step
-    return tuple(outs)
+    return pieces
 
 
 @CONCAT.gradient

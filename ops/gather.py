@@ -15,7 +15,7 @@ import numpy as np
 from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
-                      compiled_scatter_add, cpp_name, numel)
+                      compiled_scatter_add, cpp_name, numel, rows_valid)
 
 
 def _c2_type(dtype):
@@ -89,8 +89,10 @@ def _checked_indices(xp, indices, n, wrap):
     idx = indices.astype(np.int64, copy=False)
     if wrap:
         idx = xp.where(idx < 0, idx + n, idx)
-    if idx.size == 0 or (int(idx.min()) >= 0 and int(idx.max()) < n):
-        return idx  # two reductions decide the common case; the mask only reports
+    if idx.size == 0 or (xp is np and rows_valid(idx.reshape(-1), n)):
+        return idx  # one compiled pass decides the common case
+    if int(idx.min()) >= 0 and int(idx.max()) < n:
+        return idx  # (without numba: two reductions); the mask below only reports
     bad = ((idx < 0) | (idx >= n)).reshape(-1)
     if bool(bad.any()):
         first = int(idx.reshape(-1)[int(xp.argmax(bad))])
@@ -256,7 +258,8 @@ def batch_gather_gradient(ctx, args, data, indices, grad, scatter):
     if data.size == 0 or geo.count == 0:
         return xp.zeros(data.shape, dtype=data.dtype)
     idx = _checked_indices(xp, indices, geo.n, False).reshape(-1, geo.count)
-    rows = xp.arange(geo.outer).reshape(-1, 1) * geo.n + idx  # rows of (outer * n, block)
+    # rows of the (outer * n, block) view
+    rows = idx if geo.outer == 1 else xp.arange(geo.outer).reshape(-1, 1) * geo.n + idx
     out = scatter(xp, rows.reshape(-1), grad.reshape(-1, geo.block), geo.outer * geo.n)
     return out.reshape(data.shape)
 
