@@ -10,7 +10,7 @@ import numpy as np
 
 from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, enforce
 
-from ._common import check_dispatch, check_type, size_from_dim, size_to_dim
+from ._common import check_dispatch, check_type, checked, size_from_dim, size_to_dim
 
 _F32 = (np.dtype(np.float32),)
 _F32_F16 = (np.dtype(np.float32), np.dtype(np.float16))
@@ -66,10 +66,14 @@ def _elementwise(op_type, forward, backward, gpu_half=False, doc=""):
 
     @grad.kernel
     def run_backward(ctx, args, y, dy):
+        checked(ctx, (y.shape, dy.shape, y.dtype, dy.dtype), lambda: backward_checks(
+            ctx, y, dy))
+        return backward(ctx.xp, y, dy)
+
+    def backward_checks(ctx, y, dy):
         _check_dispatch(op_type + "Gradient", "Y", y, _dtypes(ctx, gpu_half), 0)
         _check_typed(op_type + "Gradient", "dY", dy, y.dtype, 1)
         _check_same_shape(op_type + "Gradient", y, dy)
-        return backward(ctx.xp, y, dy)
 
     @fwd.gradient
     def make_gradient(g):

@@ -187,3 +187,38 @@ def test_cpu_only_slots_do_not_count_as_cross_device():
     assert workspace.BlobDevice("it") == CPU
     assert workspace.BlobDevice("lr") == Device(1, 1)
     np.testing.assert_allclose(workspace.FetchBlob("lr"), -0.1)
+
+
+def test_repeated_runs_follow_blobs_that_move_and_change_shape():
+    """The compiled step closures skip work that only repeats (device tests, cached
+    checks); they must notice inputs fed on another device or with another shape."""
+    workspace.SetVirtualGpuCount(3)
+    net = core.Net("moving")
+    with core.DeviceScope(_gpu(1)):
+        net.Copy("a", "a_gpu1")              # output device: the op's (GPU 1)
+    net.Sum(["a", "b"], "s")                  # inputs may live on any device
+    with core.DeviceScope(_gpu(2)):
+        net.Relu("b", "r")                    # reads b on GPU 2
+    b = RNG.standard_normal((2, 3)).astype(np.float32)
+    workspace.FeedBlob("a", RNG.standard_normal((2, 3)).astype(np.float32), _gpu(0))
+    workspace.FeedBlob("b", b, _gpu(2))
+    workspace.CreateNet(net)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            workspace.RunNet("moving")
+        first = (workspace.BlobDevice("a_gpu1"), workspace.BlobDevice("s"))
+        a2 = RNG.standard_normal((4, 5)).astype(np.float32)   # new device, new shape
+        b2 = RNG.standard_normal((4, 5)).astype(np.float32)
+        workspace.FeedBlob("a", a2, _gpu(1))
+        workspace.FeedBlob("b", b2)                           # now on the CPU
+        for _ in range(2):
+            workspace.RunNet("moving")
+    assert first == (Device(1, 1), CPU)  # Sum runs on the CPU, whatever its inputs
+    assert workspace.BlobDevice("a_gpu1") == Device(1, 1)
+    np.testing.assert_array_equal(workspace.FetchBlob("s"), a2 + b2)
+    np.testing.assert_array_equal(workspace.FetchBlob("r"), np.maximum(b2, 0))
+    assert workspace.BlobDevice("r") == Device(1, 2)
+    # b moved to the CPU: Relu on GPU 2 reads it across devices, warned once
+    reads = [w for w in caught if issubclass(w.category, CrossDeviceReadWarning)]
+    assert len(reads) == 1 and "'b'" in str(reads[0].message)

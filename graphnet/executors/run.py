@@ -117,8 +117,10 @@ def _single(result, step):
 
 def step_runner(plan, step):
     """A closure running `step`: the fast path described in the module docstring."""
-    if step.dynamic_devices or step.schema.empty_inputs_ok:
+    if step.schema.empty_inputs_ok:
         return lambda: run_step(plan, step)
+    if step.dynamic_devices:
+        return _dynamic_runner(plan, step)
     kernel, ctx, args = step.kernel, step.ctx, step.args
     ins = tuple(step.in_blobs)
     wants = tuple(step.want_devices)
@@ -213,6 +215,40 @@ def step_runner(plan, step):
             blob.value = value
             blob.device = device
     return run_many
+
+
+def _dynamic_runner(plan, step):
+    """Ops whose output devices follow their inputs' (Copy, Sum, NCCL...): the full
+    path when the inputs' devices differ from the last run's (it also settles the
+    output devices); while they repeat, the kernel and the stores alone."""
+    ins, outs = tuple(step.in_blobs), tuple(step.out_blobs)
+    wants = tuple(step.want_devices)
+    kernel, ctx, args = step.kernel, step.ctx, step.args
+    count = len(outs)
+    seen = [None, None]  # input devices of the last full-path run, its output devices
+
+    def run():
+        devices = tuple(b.device for b in ins)
+        if devices != seen[0] or any(b.value is None for b in ins) or any(
+                w is not None and d != w for d, w in zip(devices, wants)):
+            run_step(plan, step)  # checks, moves, errors; outputs get their devices
+            seen[0], seen[1] = devices, tuple(b.device for b in outs)
+            return
+        try:
+            results = kernel(ctx, args, *[b.value for b in ins])
+            if count == 1:
+                results = (_single(results, step),)
+            elif len(results) != count:
+                raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
+                                   % (step.op_type, len(results), count))
+        except Exception as exc:
+            raise operator_error(plan, step, exc) from exc
+        for blob, value, device in zip(outs, results, seen[1]):
+            if isinstance(value, np.generic):
+                value = np.asarray(value)
+            blob.value = value
+            blob.device = device  # what the full path set for these input devices
+    return run
 
 
 def runners(plan):
