@@ -181,6 +181,7 @@ class OpSchema(object):
         self.input_check = input_check
         self.output_check = output_check
         self.args = {a.name: a for a in args}
+        self._defaults = {a.name: a.default for a in args}  # parse_args starts from these
         self.allows_inplace = _pair_rule(allow_inplace)
         self.enforces_inplace = _pair_rule(enforce_inplace)
         # the enforced pairs themselves when listed (checked without an n_in x n_out scan)
@@ -296,17 +297,9 @@ class OpSchema(object):
                         % (i, inputs[i], o, outputs[o], self.type))
         return None
 
-    def _defaults(self):
-        """A fresh dict of every argument's default (ops without arguments)."""
-        cached = self.__dict__.get("_default_values")
-        if cached is None or len(cached) != len(self.args):
-            cached = self._default_values = {n: a.default for n, a in self.args.items()}
-        return dict(cached)
-
     def parse_args(self, op):
         """Typed argument values with defaults; raises ArgumentError like Caffe2."""
-        values = {name: a.default for name, a in self.args.items()} if op.arg else \
-            self._defaults()
+        values = dict(self._defaults)
         present, fields, seen = set(), {}, {}
         for arg in op.arg:
             name = arg.name

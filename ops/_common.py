@@ -483,7 +483,8 @@ prefetch = None  # numba_prefetch(), bound before the loops are compiled
 
 def compiled_loop(cache, key, function):
     """`function` compiled by numba once (cache[key]), with the module global
-    `prefetch` it calls bound to the intrinsic first; None without numba."""
+    `prefetch` (which the embedding loops call) bound to the intrinsic first; None
+    without numba."""
     if key not in cache:
         function.__globals__["prefetch"] = numba_prefetch()
         cache[key] = (None if function.__globals__["prefetch"] is None
@@ -514,14 +515,11 @@ def _segments_valid(indices, lengths, n_rows):
 
 def segments_valid(indices, lengths, n_rows):
     """True when a SparseLengths op's INDICES/LENGTHS pass every check, decided in one
-    compiled pass (numpy needs four reductions); False means "run the numpy checks",
-    which then raise the precise error. None without numba."""
-    if "segments" not in _COMPILED:
-        _COMPILED["segments"] = numba_jit(_segments_valid)
-    loop = _COMPILED["segments"]
-    if loop is None or indices.ndim != 1 or lengths.ndim != 1:
-        return False
-    return loop(indices, lengths, n_rows)
+    compiled pass (numpy needs four reductions); False means "run the numpy checks"
+    (which raise the precise error), as it always does without numba."""
+    loop = compiled_loop(_COMPILED, "segments", _segments_valid)
+    return (loop is not None and indices.ndim == 1 and lengths.ndim == 1
+            and loop(indices, lengths, n_rows))
 
 
 def _rows_valid(indices, n_rows):
@@ -534,9 +532,7 @@ def _rows_valid(indices, n_rows):
 def rows_valid(indices, n_rows):
     """True when every index of a 1-D array is in [0, n_rows), in one compiled pass;
     False means "check with numpy" (which reports the first bad index)."""
-    if "rows" not in _COMPILED:
-        _COMPILED["rows"] = numba_jit(_rows_valid)
-    loop = _COMPILED["rows"]
+    loop = compiled_loop(_COMPILED, "rows", _rows_valid)
     return loop is not None and indices.ndim == 1 and loop(indices, n_rows)
 
 
@@ -548,14 +544,13 @@ def segment_sum(rows, lengths, weights=None):
     counts = lengths.astype(np.int64)
     if weights is not None:
         rows = rows * weights.reshape(n, 1)
-    out = np.zeros((counts.shape[0], width), F32)
-    if n == 0:
-        return out
     starts = np.cumsum(counts) - counts
     nonempty = counts > 0
-    if nonempty.all():
+    if n and nonempty.all():
         return np.add.reduceat(rows, starts, axis=0)
-    out[nonempty] = np.add.reduceat(rows, starts[nonempty], axis=0)
+    out = np.zeros((counts.shape[0], width), F32)
+    if n:
+        out[nonempty] = np.add.reduceat(rows, starts[nonempty], axis=0)
     return out
 
 

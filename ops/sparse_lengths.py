@@ -106,16 +106,16 @@ def _pool_generic(xp, data, indices, lengths, weights, shape):
 def _pool_numpy(xp, data, indices, lengths, weights, shape):
     """Segment sums in index order, in float32: one compiled pass over the rows
     when numba is installed (the [fast] extra), else whole rows gathered at once
-    (gather_rows) and summed with np.add.reduceat."""
-    if not config.fast_kernels():
-        return _pool_naive(data, indices, lengths, weights, shape)
+    (gather_rows) and summed with np.add.reduceat. GRAPHNET_FAST_KERNELS=0: the
+    plain formulation, np.take + reduceat (the reference for the others)."""
+    fast = config.fast_kernels()
     table = data.reshape(data.shape[0], -1)
-    loop = _compiled_pool() if data.dtype == F32 else None
+    loop = _compiled_pool() if fast and data.dtype == F32 else None
     if loop is not None:
         out = np.empty((lengths.shape[0], table.shape[1]), F32)
         loop(table, indices, lengths, weights, out)
         return out.reshape(shape)
-    rows = gather_rows(table, indices)
+    rows = gather_rows(table, indices) if fast else np.take(table, indices, axis=0)
     if rows.dtype != F32:
         rows = rows.astype(F32)  # float16 tables accumulate in float, as in Caffe2
     return segment_sum(rows, lengths, weights).reshape(shape)
@@ -150,19 +150,6 @@ prefetch = None  # bound by compiled_loop before _pool_loop is compiled
 def _compiled_pool():
     """The segment loop compiled by numba (fused gather + sum), or None."""
     return compiled_loop(_COMPILED, "pool", _pool_loop)
-
-
-def _pool_naive(data, indices, lengths, weights, shape):
-    """The plain numpy formulation (the reference for the fast path): np.take, then
-    np.add.reduceat over the non-empty segments."""
-    rows = np.take(data, indices, axis=0).astype(np.float32).reshape(len(indices), -1)
-    if weights is not None:
-        rows = rows * weights[:, None]
-    out = np.zeros((lengths.shape[0], rows.shape[1]), np.float32)
-    counts = lengths.astype(np.int64)
-    nonempty = counts > 0
-    out[nonempty] = np.add.reduceat(rows, (np.cumsum(counts) - counts)[nonempty], axis=0)
-    return out.reshape(shape)
 
 
 def _repeat_generic(xp, rows, lengths, n):

@@ -239,14 +239,14 @@ def scatter_weighted_sum(ctx, args, *xs):
     if w0 == np.float32(1.0) and isinstance(data, np.ndarray):
         # Caffe2 adds pair after pair, each over all indices in order (checked on
         # real Caffe2 with values whose rounding tells the two orders apart).
-        compiled = compiled_scatter_add() if config.fast_kernels() else None
+        compiled = compiled_scatter_add()  # None without numba or with fast kernels off
         for x, w in pairs:
-            if not config.fast_kernels():
-                np.add.at(data, host, w * x)  # the plain formulation
-            elif compiled is not None:
+            if compiled is not None:
                 compiled(data, host, np.ascontiguousarray(x), w)
-            else:
+            elif config.fast_kernels():
                 _accumulate_rows(ctx, data, host, x, w)
+            else:
+                np.add.at(data, host, w * x)  # the plain formulation
         return data.reshape(x0.shape)
     # Rounds follow Caffe2's sequential order, each touching distinct rows.
     rounds = occurrence_rounds(np, host)

@@ -7,9 +7,9 @@ as it was. Errors are re-raised naming the op, the blob and the device.
 step_runner compiles one step into a closure holding its kernel, arguments and
 blob handles: it reads the input values, checks each against its expected
 device with one comparison, calls the kernel and stores the outputs. Anything
-unusual (an empty input, a cross-device read, outputs whose device depends on
-the inputs) takes run_step's full path, so the fast path never changes what
-a step computes. Kernels run with numpy's floating-point warnings off:
+unusual (an empty input, a cross-device read, inputs of an op whose output
+devices follow them arriving on other devices than last time) takes run_step's
+full path, so the fast path never changes what a step computes. Kernels run with numpy's floating-point warnings off:
 Caffe2 produced inf/NaN silently, and one errstate per run is cheaper than
 one per op.
 """
@@ -59,12 +59,8 @@ def run_step(plan, step):
     """Run one compiled op against its blobs."""
     try:
         inputs = _read_inputs(plan, step)
-        result = step.kernel(step.ctx, step.args, *inputs)
-        if len(step.out_blobs) == 1 and not isinstance(result, (tuple, list)):
-            result = (result,)
-        if len(result) != len(step.out_blobs):
-            raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
-                               % (step.op_type, len(result), len(step.out_blobs)))
+        result = _outputs(step.kernel(step.ctx, step.args, *inputs), step,
+                          len(step.out_blobs))
         if step.dynamic_devices:
             devices = step.schema.devices(
                 step.schema, step.device, len(step.in_blobs), len(step.out_blobs),
@@ -74,8 +70,6 @@ def run_step(plan, step):
     except Exception as exc:
         raise operator_error(plan, step, exc) from exc
     for blob, value, device in zip(step.out_blobs, result, devices):
-        if isinstance(value, np.generic):
-            value = np.asarray(value)
         blob.value = value
         blob.device = device
 
@@ -101,6 +95,16 @@ def operator_error(plan, step, exc):
                 "%s:%d in %s" % f for f in frames))
     return OperatorError("\n".join(lines), op_index=step.index, op_type=step.op_type,
                          net_name=plan.name, cause=exc)
+
+
+def _outputs(result, step, count):
+    """A kernel's result as `count` output values (numpy scalars as 0-d arrays)."""
+    if count == 1:
+        return (_single(result, step),)
+    if len(result) != count:
+        raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
+                           % (step.op_type, len(result), count))
+    return [np.asarray(v) if isinstance(v, np.generic) else v for v in result]
 
 
 def _single(result, step):
@@ -153,7 +157,7 @@ def step_runner(plan, step):
                 return slow()
             try:
                 value = kernel(ctx, args, v0)
-                if type(value) is not np.ndarray:
+                if type(value) is not ndarray:
                     value = _single(value, step)
             except Exception as exc:
                 raise operator_error(plan, step, exc) from exc
@@ -171,7 +175,7 @@ def step_runner(plan, step):
                 return slow()
             try:
                 value = kernel(ctx, args, v0, v1)
-                if type(value) is not np.ndarray:
+                if type(value) is not ndarray:
                     value = _single(value, step)
             except Exception as exc:
                 raise operator_error(plan, step, exc) from exc
@@ -203,15 +207,10 @@ def step_runner(plan, step):
         if values is None:
             return slow()
         try:
-            results = kernel(ctx, args, *values)
-            if len(results) != count:
-                raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
-                                   % (step.op_type, len(results), count))
+            results = _outputs(kernel(ctx, args, *values), step, count)
         except Exception as exc:
             raise operator_error(plan, step, exc) from exc
         for blob, value, device in zip(outs, results, out_devices):
-            if type(value) is not ndarray and isinstance(value, np.generic):
-                value = np.asarray(value)
             blob.value = value
             blob.device = device
     return run_many
@@ -235,17 +234,10 @@ def _dynamic_runner(plan, step):
             seen[0], seen[1] = devices, tuple(b.device for b in outs)
             return
         try:
-            results = kernel(ctx, args, *[b.value for b in ins])
-            if count == 1:
-                results = (_single(results, step),)
-            elif len(results) != count:
-                raise EnforceError("kernel of %s returned %d outputs, the op asks for %d"
-                                   % (step.op_type, len(results), count))
+            results = _outputs(kernel(ctx, args, *[b.value for b in ins]), step, count)
         except Exception as exc:
             raise operator_error(plan, step, exc) from exc
         for blob, value, device in zip(outs, results, seen[1]):
-            if isinstance(value, np.generic):
-                value = np.asarray(value)
             blob.value = value
             blob.device = device  # what the full path set for these input devices
     return run
