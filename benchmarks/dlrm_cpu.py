@@ -36,9 +36,9 @@ TORCH_MODEL = os.path.join(HERE, "dlrm_torch_model.py")
 
 # (label, model config, inference?, warm-up iterations, timed iterations)
 RUNS = [
-    ("tiny", "tiny", False, 50, 400),
-    ("dlrm-test", "dlrm-test", False, 50, 400),
-    ("medium", "medium", False, 20, 100),
+    ("tiny", "tiny", False, 100, 400),
+    ("dlrm-test", "dlrm-test", False, 100, 400),
+    ("medium", "medium", False, 100, 100),
     ("small(128)", "small128", False, 5, 30),
     ("small(2048)", "small2048", False, 2, 8),
     ("bench(2048)", "bench2048", False, 2, 5),

@@ -1,14 +1,15 @@
 """Process-wide settings: virtual GPU count, strict device checking, fast kernels.
 
 Read from the environment at first use (GRAPHNET_VIRTUAL_GPUS=N,
-GRAPHNET_STRICT_DEVICES=1, GRAPHNET_FAST_KERNELS=0) and settable from Python;
+GRAPHNET_STRICT_DEVICES=1, GRAPHNET_FAST_KERNELS=0, GRAPHNET_FUSE_AFTER=N) and settable from Python;
 imports nothing.
 """
 
 import os
 
 __all__ = ["virtual_gpu_count", "set_virtual_gpu_count", "strict_devices",
-           "set_strict_devices", "fast_kernels", "set_fast_kernels"]
+           "set_strict_devices", "fast_kernels", "set_fast_kernels", "fuse_after",
+           "set_fuse_after"]
 
 _settings = {}
 
@@ -63,3 +64,17 @@ def fast_kernels():
 
 def set_fast_kernels(fast=True):
     _settings["fast"] = bool(fast)
+
+
+def fuse_after():
+    """After how many runs with the same input signature a CPU net is compiled into
+    one numba function (graphnet.executors.fused); 0: never. Default 50."""
+    if "fuse_after" not in _settings:
+        _settings["fuse_after"] = _env_int("GRAPHNET_FUSE_AFTER", 50)
+    return _settings["fuse_after"]
+
+
+def set_fuse_after(runs):
+    if int(runs) != runs or runs < 0:
+        raise ValueError("fuse_after must be a whole number >= 0, found %r" % (runs,))
+    _settings["fuse_after"] = int(runs)

@@ -200,6 +200,7 @@ class OpSchema(object):
         self.kernels = {}
         self.gradient_maker = None
         self.gradient_copies_args = True
+        self.fused = None  # lowering f(FusedOp) -> bool (graphnet.executors.fused)
         self.no_gradient = no_gradient
         self.should_not_do_gradient = should_not_do_gradient
         if register_now:
@@ -221,6 +222,12 @@ class OpSchema(object):
             self.kernels[backend] = f
             return f
         return wrap(fn) if fn is not None else wrap
+
+    def lowering(self, fn):
+        """Register f(FusedOp) -> True, writing the op as loops into a fused net's
+        source (graphnet.executors.fused), or False for cases it does not cover."""
+        self.fused = fn
+        return fn
 
     def gradient(self, fn=None, copy_args=True):
         """Register a gradient maker f(g) -> [gradient OperatorDefs], where g is a

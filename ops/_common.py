@@ -493,7 +493,8 @@ def compiled_loop(cache, key, function):
 
 
 def compiled_scatter_add():
-    """_scatter_add_loop compiled by numba, or None (no numba / fast kernels off)."""
+    """_scatter_add_loop compiled by numba, or None (no numba / fast kernels off; fused
+    nets exist only with fast kernels on)."""
     loop = compiled_loop(_COMPILED, "scatter_add", _scatter_add_loop)
     return loop if config.fast_kernels() else None
 
@@ -513,11 +514,16 @@ def _segments_valid(indices, lengths, n_rows):
     return True
 
 
+def compiled_segments_check():
+    """_segments_valid compiled by numba (None without numba): for fused nets."""
+    return compiled_loop(_COMPILED, "segments", _segments_valid)
+
+
 def segments_valid(indices, lengths, n_rows):
     """True when a SparseLengths op's INDICES/LENGTHS pass every check, decided in one
     compiled pass (numpy needs four reductions); False means "run the numpy checks"
     (which raise the precise error), as it always does without numba."""
-    loop = compiled_loop(_COMPILED, "segments", _segments_valid)
+    loop = compiled_segments_check()
     return (loop is not None and indices.ndim == 1 and lengths.ndim == 1
             and loop(indices, lengths, n_rows))
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, enforce
 
+from ._fused import vm_kernel
 from ._common import check_dispatch, check_type, checked, size_from_dim, size_to_dim
 
 _F32 = (np.dtype(np.float32),)
@@ -276,3 +277,74 @@ def _dropout_gradient(g):
                 "but the op has %d output. Fix: give Dropout a mask output."
                 % len(g.def_.output))
     return [g.op("DropoutGrad", [g.GO(0), g.O(1)], [g.GI(0)])]
+
+
+# --- fused lowering (graphnet.executors.fused): float32 elementwise kernels -----------
+# Operands: n, the inputs' offsets, the output's offset.
+
+@vm_kernel
+def relu_vm(c, p, f4, i4, i8):
+    n, x, y = c[p], c[p + 1], c[p + 2]
+    for i in range(n):
+        v = f4[x + i]
+        f4[y + i] = v if not (v < 0) else np.float32(0)  # NaN stays NaN
+    return True
+
+
+@vm_kernel
+def relu_gradient_vm(c, p, f4, i4, i8):
+    n, y, dy, dx = c[p], c[p + 1], c[p + 2], c[p + 3]
+    for i in range(n):
+        f4[dx + i] = f4[dy + i] if f4[y + i] > 0 else np.float32(0)
+    return True
+
+
+@vm_kernel
+def sigmoid_vm(c, p, f4, i4, i8):
+    n, x, y = c[p], c[p + 1], c[p + 2]
+    for i in range(n):
+        f4[y + i] = np.float32(1) / (np.float32(1) + np.exp(-f4[x + i]))
+    return True
+
+
+@vm_kernel
+def sigmoid_gradient_vm(c, p, f4, i4, i8):
+    n, y, dy, dx = c[p], c[p + 1], c[p + 2], c[p + 3]
+    for i in range(n):
+        v = f4[y + i]
+        f4[dx + i] = f4[dy + i] * v * (np.float32(1) - v)
+    return True
+
+
+@vm_kernel
+def tanh_vm(c, p, f4, i4, i8):
+    n, x, y = c[p], c[p + 1], c[p + 2]
+    for i in range(n):
+        f4[y + i] = np.tanh(f4[x + i])
+    return True
+
+
+@vm_kernel
+def tanh_gradient_vm(c, p, f4, i4, i8):
+    n, y, dy, dx = c[p], c[p + 1], c[p + 2], c[p + 3]
+    for i in range(n):
+        v = f4[y + i]
+        f4[dx + i] = f4[dy + i] * (np.float32(1) - v * v)
+    return True
+
+
+def _lower_elementwise(kernel):
+    def lower(f):
+        if not (f.all_dtypes(np.float32) and f.same_sizes()):
+            return False
+        f.emit(kernel, f.size(), *[f.off(k) for k in range(len(f.in_info))], f.out(0))
+        return True
+    return lower
+
+
+RELU.lowering(_lower_elementwise(relu_vm))
+RELU_GRADIENT.lowering(_lower_elementwise(relu_gradient_vm))
+SIGMOID.lowering(_lower_elementwise(sigmoid_vm))
+SIGMOID_GRADIENT.lowering(_lower_elementwise(sigmoid_gradient_vm))
+TANH.lowering(_lower_elementwise(tanh_vm))
+TANH_GRADIENT.lowering(_lower_elementwise(tanh_gradient_vm))

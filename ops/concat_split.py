@@ -8,6 +8,7 @@ from graphnet.errors import ArgumentError
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import I32, check_type, checked, cpp_name, host_array, numel
+from ._fused import ints_equal_vm, put_block_vm, take_block_vm
 
 _ORDER_DIM = {"NCHW": 1, "NHWC": 3}
 
@@ -239,3 +240,47 @@ def _split_gradient(g):
     if not grads:
         return []
     return [g.op("Concat", grads, [g.GI(0), "_" + g.GI(0) + "_dims"])]
+
+
+# --- fused lowering (graphnet.executors.fused): column blocks of a 2-D view ------------
+
+def _blocks(shape, axis, pieces):
+    """(outer, width, [(offset, inner)]) of `pieces` (shapes) stacked at `axis`."""
+    outer = numel(shape[:axis])
+    inners = [numel(p) // outer if outer else 0 for p in pieces]
+    offsets = [sum(inners[:k]) for k in range(len(inners))]
+    return outer, sum(inners), list(zip(offsets, inners))
+
+
+@CONCAT.lowering
+def _lower_concat(f):
+    axis, add_axis = _axis_of(f.args)
+    out = f.out_info[0].shape
+    ca = _canonical_axis(axis, len(out), "Concat output")
+    outer, width, blocks = _blocks(out, ca, [i.shape for i in f.in_info])
+    if not (f.distinct() and f.all_dtypes(np.float32, np.int32) and outer > 0
+            and f.out_info[0].dtype == np.float32 and width * outer == numel(out)):
+        return False
+    for k, (offset, inner) in enumerate(blocks):
+        f.emit(put_block_vm, f.off(k), f.out(0), outer, width, offset, inner)
+    return len(f.out_info) == 1 or f.write_recorded(1)
+
+
+@SPLIT.lowering
+def _lower_split(f):
+    axis, add_axis = _axis_of(f.args)
+    shape = f.in_info[0].shape
+    ca = _canonical_axis(axis, len(shape), "Split input 0")
+    outer, width, blocks = _blocks(shape, ca, [o.shape for o in f.out_info])
+    if not (f.distinct() and f.in_info[0].dtype == np.float32 and outer > 0
+            and width * outer == numel(shape)):
+        return False
+    if len(f.in_info) == 2:  # the sizes input must still say what the code was built for
+        sizes = [1 if add_axis else o.shape[ca] for o in f.out_info]
+        kind, offset = f.index(1)
+        if numel(f.in_info[1].shape) != len(sizes) or f.in_info[1].dtype != np.int32:
+            return False
+        f.emit(ints_equal_vm, kind, offset, len(sizes), *sizes)
+    for k, (offset, inner) in enumerate(blocks):
+        f.emit(take_block_vm, f.off(0), f.out(k), outer, width, offset, inner)
+    return True

@@ -334,3 +334,11 @@ GIVEN_TENSOR_INT16_FILL = _given("GivenTensorInt16Fill", INT16)
 GIVEN_TENSOR_STRING_FILL = _given("GivenTensorStringFill", STRING, device_kinds=("cpu",))
 GIVEN_TENSOR_BYTE_STRING_FILL = _given("GivenTensorByteStringToUInt8Fill", UINT8,
                                        _byte_string_setup, args=[Arg("dtype", "scalar")])
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+
+@CONSTANT_FILL.lowering
+def _lower_constant_fill(f):
+    """The output depends on shapes and arguments only: its recorded value."""
+    return not f.args.input_as_shape and f.distinct() and f.write_recorded(0)

@@ -16,6 +16,7 @@ from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
                       compiled_scatter_add, cpp_name, numel, rows_valid)
+from ._fused import INT32, fill_zero_vm, vm_helper, vm_kernel
 
 
 def _c2_type(dtype):
@@ -539,3 +540,62 @@ def unique_cuda(ctx, args, x):
     if ctx.num_outputs == 1:
         return values
     return values, remapping
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+# Operands: outer, n, block, count, data (or dY), index kind, indices, output.
+
+@vm_helper
+def _batch_gather_rows(f4, idx, data, out, outer, n, block, count, gradient):
+    """Gather (or, for the gradient, zero and scatter-add in order) rows of the
+    (outer, n, block) view; False when an index is outside [0, n)."""
+    for j in range(count):
+        if idx[j] < 0 or idx[j] >= n:
+            return False
+    if gradient:
+        f4[out:out + outer * n * block] = 0
+    for s in range(outer):
+        for j in range(count):
+            row = idx[j]
+            src = data + (s * count + j) * block if gradient else \
+                data + (s * n + row) * block
+            dst = out + (s * n + row) * block if gradient else \
+                out + (s * count + j) * block
+            for q in range(block):
+                if gradient:
+                    f4[dst + q] += f4[src + q]
+                else:
+                    f4[dst + q] = f4[src + q]
+    return True
+
+
+@vm_kernel
+def batch_gather_vm(c, p, f4, i4, i8):
+    outer, n, block, count = c[p], c[p + 1], c[p + 2], c[p + 3]
+    data, kind, idx, out, gradient = c[p + 4], c[p + 5], c[p + 6], c[p + 7], c[p + 8]
+    if kind == INT32:
+        return _batch_gather_rows(f4, i4[idx:idx + count], data, out, outer, n, block,
+                                  count, gradient)
+    return _batch_gather_rows(f4, i8[idx:idx + count], data, out, outer, n, block,
+                              count, gradient)
+
+
+def _lower_batch_gather_family(f, gradient):
+    data = f.in_info[0].shape
+    if f.args.match_outer or len(data) < 2 or not f.distinct() \
+            or f.in_info[1].dtype not in INDEX_TYPES or f.out_info[0].dtype != F32 \
+            or f.in_info[2 if gradient else 0].dtype != F32:
+        return False
+    count = numel(f.in_info[1].shape)
+    if gradient and (numel(data) == 0 or count == 0):
+        f.emit(fill_zero_vm, f.out(0), numel(data))
+    elif numel(f.out_info[0].shape):  # (Caffe2 checked no index for an empty output)
+        kind, idx = f.index(1)
+        f.emit(batch_gather_vm, data[0], data[1], numel(data[2:]), count,
+               f.off(2 if gradient else 0), kind, idx, f.out(0), int(gradient))
+    return True
+
+
+BATCH_GATHER.lowering(lambda f: _lower_batch_gather_family(f, False))
+BATCH_GATHER_GRADIENT.lowering(
+    lambda f: f.args.axis == 1 and _lower_batch_gather_family(f, True))

@@ -9,6 +9,7 @@ import numpy as np
 from graphnet.errors import ArgumentError, enforce
 from graphnet.registry import Arg, OpSchema, TensorInfo
 
+from ._fused import vm_kernel
 from ._common import I64, TypedArgs, check_type
 
 log = logging.getLogger("graphnet")
@@ -297,3 +298,30 @@ def learning_rate(ctx, args, it):
     with np.errstate(all="ignore"):  # C++ float arithmetic: overflow gives inf
         lr = np.float32(args.base_lr) * np.float32(args.multiplier(step))
     return ctx.backend.from_host(np.array(lr, dtype=np.float32), ctx.device)
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+
+@vm_kernel
+def iter_vm(c, p, f4, i4, i8):
+    """out = counter + 1 for a counter in [0, int64 max) (counter, out: int64)."""
+    value = i8[c[p]]
+    if value < 0 or value == np.iinfo(np.int64).max:
+        return False
+    i8[c[p + 1]] = value + 1
+    return True
+
+
+@ITER.lowering
+def _lower_iter(f):
+    if len(f.in_info) != 1 or not f.all_dtypes(np.int64) or f.size() != 1 \
+            or f.in_info[0].shape != f.out_info[0].shape:
+        return False
+    f.emit(iter_vm, f.off(0), f.out(0))
+    return True
+
+
+@LEARNING_RATE.lowering
+def _lower_learning_rate(f):
+    """The fixed policy's rate does not depend on the iteration: its recorded value."""
+    return f.args.policy == "fixed" and f.write_recorded(0)

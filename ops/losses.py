@@ -7,6 +7,7 @@ import numpy as np
 
 from graphnet.registry import EnforceError, OpSchema, TensorInfo, enforce
 
+from ._fused import vm_kernel
 from ._common import F32, I32, check_type, numel
 
 # Caffe2 ran these ops on float32 only (labels int32), CPU and CUDA alike; other
@@ -327,3 +328,96 @@ def _(g):
 @XENT.gradient
 def _(g):
     return [g.op("CrossEntropyGradient", [g.I(0), g.I(1), g.GO(0)], [g.GI(0)])]
+
+
+# --- fused lowering (graphnet.executors.fused): float32 kernels -------------------------
+
+@vm_kernel
+def squared_l2_vm(c, p, f4, i4, i8):
+    """out[i] = 0.5 * sum_j (x - y)[i, j]^2 (n, d, x, y, out)."""
+    n, d, x, y, out = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4]
+    for i in range(n):
+        total = np.float32(0)
+        for j in range(d):
+            diff = f4[x + i * d + j] - f4[y + i * d + j]
+            total += diff * diff
+        f4[out + i] = np.float32(0.5) * total
+    return True
+
+
+@vm_kernel
+def squared_l2_gradient_vm(c, p, f4, i4, i8):
+    """dx = (x - y) * dz[row], dy = -dx (n, d, x, y, dz, dx, dy)."""
+    n, d, x, y, dz, dx, dy = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], c[p + 5], \
+        c[p + 6]
+    for i in range(n):
+        g = f4[dz + i]
+        for j in range(d):
+            value = (f4[x + i * d + j] - f4[y + i * d + j]) * g
+            f4[dx + i * d + j] = value
+            f4[dy + i * d + j] = -value
+    return True
+
+
+@vm_kernel
+def averaged_vm(c, p, f4, i4, i8):
+    """out = sum(x) * (1 / size) in float32 (size, x, out)."""
+    size, x, out = c[p], c[p + 1], c[p + 2]
+    total = np.float32(0)
+    for i in range(size):
+        total += f4[x + i]
+    if size:
+        total = total * (np.float32(1.0) / np.float32(size))
+    f4[out] = total
+    return True
+
+
+@vm_kernel
+def averaged_gradient_vm(c, p, f4, i4, i8):
+    """out[:] = float32(dl * (1.0 / size)), scaled in double (size, dl, out)."""
+    size, dl, out = c[p], c[p + 1], c[p + 2]
+    value = np.float32(np.float64(f4[dl]) * (1.0 / size if size else 0.0))
+    for i in range(size):
+        f4[out + i] = value
+    return True
+
+
+def _rows(f):
+    shape = f.in_info[0].shape
+    n = shape[0] if shape else 1
+    return n, numel(shape) // n if n else 0
+
+
+@SQUARED_L2.lowering
+def _lower_squared_l2(f):
+    if not (f.all_dtypes(np.float32) and f.distinct()
+            and numel(f.in_info[1].shape) == numel(f.in_info[0].shape)):
+        return False
+    f.emit(squared_l2_vm, *_rows(f), f.off(0), f.off(1), f.out(0))
+    return True
+
+
+@SQUARED_L2_GRAD.lowering
+def _lower_squared_l2_gradient(f):
+    n, d = _rows(f)
+    if not (f.all_dtypes(np.float32) and f.distinct() and numel(f.in_info[2].shape) == n
+            and numel(f.in_info[1].shape) == n * d):
+        return False
+    f.emit(squared_l2_gradient_vm, n, d, f.off(0), f.off(1), f.off(2), f.out(0), f.out(1))
+    return True
+
+
+@AVERAGED_LOSS.lowering
+def _lower_averaged_loss(f):
+    if not (f.all_dtypes(np.float32) and f.distinct()):
+        return False
+    f.emit(averaged_vm, numel(f.in_info[0].shape), f.off(0), f.out(0))
+    return True
+
+
+@AVERAGED_LOSS_GRAD.lowering
+def _lower_averaged_loss_gradient(f):
+    if not (f.all_dtypes(np.float32) and f.distinct() and numel(f.in_info[1].shape) == 1):
+        return False
+    f.emit(averaged_gradient_vm, numel(f.in_info[0].shape), f.off(1), f.out(0))
+    return True

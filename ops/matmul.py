@@ -14,6 +14,7 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (canonical_axis, checked, dims_text, numel, type_mismatch,
                       unsupported_type)
+from ._fused import MATMUL_LIMIT, vm_kernel
 
 
 _F32, _F32_F16 = (np.dtype(np.float32),), (np.dtype(np.float32), np.dtype(np.float16))
@@ -386,3 +387,101 @@ def _matmul_gradient(g):
     return _matmul_gradient_ops(g, "MatMul", bool(g.arg("trans_a", 0)),
                                 bool(g.arg("trans_b", 0)), int(bool(g.arg("axis_a", 1))),
                                 int(bool(g.arg("axis_b", 1))))
+
+
+# --- fused lowering (graphnet.executors.fused): float32 loops for small products --------
+# Each sum runs in index order in float32 (no fused multiply-add); products above
+# MATMUL_LIMIT multiply-adds keep BLAS (the net then stays interpreted).
+
+@vm_kernel
+def fc_vm(c, p, f4, i4, i8):
+    """y = x (m, k) @ w (n, k).T + b (m, k, n, x, w, b, y)."""
+    m, k, n, x, w, b, y = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], c[p + 5], c[p + 6]
+    for i in range(m):
+        for j in range(n):
+            total = np.float32(0)
+            for q in range(k):
+                total += f4[x + i * k + q] * f4[w + j * k + q]
+            f4[y + i * n + j] = total + f4[b + j]
+    return True
+
+
+@vm_kernel
+def fc_gradient_vm(c, p, f4, i4, i8):
+    """dw = dy.T @ x, db = column sums of dy, dx = dy @ w when dx >= 0
+    (m, k, n, x, w, dy, dw, db, dx)."""
+    m, k, n, x, w, dy = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], c[p + 5]
+    dw, db, dx = c[p + 6], c[p + 7], c[p + 8]
+    f4[dw:dw + n * k] = 0
+    f4[db:db + n] = 0
+    if dx >= 0:
+        f4[dx:dx + m * k] = 0
+    for i in range(m):
+        for j in range(n):
+            g = f4[dy + i * n + j]
+            f4[db + j] += g
+            for q in range(k):
+                f4[dw + j * k + q] += g * f4[x + i * k + q]
+            if dx >= 0:
+                for q in range(k):
+                    f4[dx + i * k + q] += g * f4[w + j * k + q]
+    return True
+
+
+def _fc_sizes(f, gradient):
+    x, w = f.in_info[0].shape, f.in_info[1].shape
+    _, m, k, n = _fc_geometry(f.step.op_type, f.args, x, w, f.in_info[2].shape, False,
+                              gradient=gradient)
+    ok = f.all_dtypes(np.float32) and f.distinct() and 0 < m * k * n <= MATMUL_LIMIT
+    return ok, (m, k, n)
+
+
+@FC.lowering
+def _lower_fc(f):
+    ok, sizes = _fc_sizes(f, False)
+    if ok:
+        f.emit(fc_vm, *sizes, f.off(0), f.off(1), f.off(2), f.out(0))
+    return ok
+
+
+@FC_GRADIENT.lowering
+def _lower_fc_gradient(f):
+    ok, sizes = _fc_sizes(f, True)
+    if ok:
+        f.emit(fc_gradient_vm, *sizes, f.off(0), f.off(1), f.off(2), f.out(0), f.out(1),
+               f.out(2) if len(f.out_info) == 3 else -1)
+    return ok
+
+
+@vm_kernel
+def batch_matmul_vm(c, p, f4, i4, i8):
+    """y[s] = op(a[s]) @ op(b[s]) (batch, m, k, n, trans_a, trans_b, a, b, y)."""
+    batch, m, k, n, ta, tb = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], c[p + 5]
+    a, b, y = c[p + 6], c[p + 7], c[p + 8]
+    for s in range(batch):
+        a0, b0, y0 = a + s * m * k, b + s * k * n, y + s * m * n
+        for i in range(m):
+            for j in range(n):
+                total = np.float32(0)
+                for q in range(k):
+                    left = f4[a0 + q * m + i] if ta else f4[a0 + i * k + q]
+                    right = f4[b0 + j * k + q] if tb else f4[b0 + q * n + j]
+                    total += left * right
+                f4[y0 + i * n + j] = total
+    return True
+
+
+@BATCH_MATMUL.lowering
+def _lower_batch_matmul(f):
+    a, b = f.in_info[0].shape, f.in_info[1].shape
+    if not (f.all_dtypes(np.float32) and f.distinct() and len(a) == len(b) >= 2
+            and a[:-2] == b[:-2]):
+        return False
+    ta, tb = bool(f.args.trans_a), bool(f.args.trans_b)
+    m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+    n = b[-2] if tb else b[-1]
+    batch = numel(a[:-2])
+    if not 0 < batch * m * n * k <= MATMUL_LIMIT:
+        return False
+    f.emit(batch_matmul_vm, batch, m, k, n, int(ta), int(tb), f.off(0), f.off(1), f.out(0))
+    return True

@@ -6,6 +6,7 @@ import numpy as np
 
 from graphnet.registry import INF, OpSchema, TensorInfo, enforce
 
+from ._fused import vm_kernel
 from ._common import (F32, FLOATS, NUMERIC, cpp_float, cpp_name, expect_dtype,
                       expect_dtypes, expect_same_shapes)
 
@@ -156,3 +157,26 @@ def _select(op, pick):
 # so a NaN already in the running value stays and a NaN arriving later is dropped.
 MAX = _select("Max", lambda xp, y, x: xp.where(y < x, x, y))
 MIN = _select("Min", lambda xp, y, x: xp.where(x < y, x, y))
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+
+@vm_kernel
+def sum_vm(c, p, f4, i4, i8):
+    """y = ((x0 + x1) + x2) ..., numpy's order (n, y, count, x offsets)."""
+    n, y, count = c[p], c[p + 1], c[p + 2]
+    for i in range(n):
+        total = f4[c[p + 3] + i]
+        for k in range(1, count):
+            total = total + f4[c[p + 3 + k] + i]
+        f4[y + i] = total
+    return True
+
+
+@SUM.lowering
+def _lower_sum(f):
+    if not (f.all_dtypes(np.float32) and f.same_sizes()):
+        return False
+    f.emit(sum_vm, f.size(), f.out(0), len(f.in_info),
+           *[f.off(k) for k in range(len(f.in_info))])
+    return True

@@ -6,6 +6,7 @@ import numpy as np
 
 from graphnet.registry import Arg, OpSchema, TensorInfo
 
+from ._fused import vm_kernel
 from ._common import (F32, FLOATS, cpp_float, expect_dtype, expect_dtypes, expect_f32_pair,
                       shaped_like)
 
@@ -84,3 +85,23 @@ def clip_gradient(ctx, args, y, dy):
     low, high = _clip_bounds(args)
     inside = (y > low) & (y < high)  # strict: values sitting on a bound get 0
     return ctx.xp.where(inside, dy, np.float32(0)).astype(np.float32)
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+
+@vm_kernel
+def scale_vm(c, p, f4, i4, i8):
+    """y = x * s (n, x, y, offset of the float32 scale)."""
+    n, x, y, s = c[p], c[p + 1], c[p + 2], c[p + 3]
+    factor = f4[s]
+    for i in range(n):
+        f4[y + i] = f4[x + i] * factor
+    return True
+
+
+@SCALE.lowering
+def _lower_scale(f):
+    if not (f.all_dtypes(np.float32) and f.same_sizes()):
+        return False
+    f.emit(scale_vm, f.size(), f.off(0), f.out(0), f.f32_constant(f.args.scale))
+    return True

@@ -11,6 +11,7 @@ from graphnet.devices import CPU
 from graphnet.errors import ArgumentError
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
+from ._fused import copy_vm
 from ._common import INDEX_TYPES, NUMERIC, check_dispatch, host_array, numel
 
 log = logging.getLogger("graphnet")
@@ -313,3 +314,18 @@ def _expand_dims_gradient(g):
 @SQUEEZE.gradient
 def _squeeze_gradient(g):
     return [g.op("ExpandDims", [g.GO(0)], [g.GI(0)])]
+
+
+# --- fused lowering (graphnet.executors.fused): copies of the flat data -----------------
+
+def _lower_flat_copy(f):
+    kind, offset = f.index(0)
+    if not (f.distinct() and f.same_sizes([0])):
+        return False
+    f.emit(copy_vm, kind, offset, f.out(0), f.size())
+    return True
+
+
+FLATTEN.lowering(_lower_flat_copy)
+FLATTEN_TO_VEC.lowering(_lower_flat_copy)
+RESIZE_LIKE.lowering(_lower_flat_copy)

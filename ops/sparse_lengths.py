@@ -14,8 +14,9 @@ from graphnet import config
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      PREFETCH_AHEAD, checked, compiled_loop, gather_rows, segment_sum,
-                      segments_valid, size_from_dim)
+                      PREFETCH_AHEAD, checked, compiled_loop, compiled_segments_check,
+                      gather_rows, numel, segment_sum, segments_valid, size_from_dim)
+from ._fused import INT32, fill_zero_vm, vm_bind, vm_helper, vm_kernel
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
 
@@ -521,3 +522,95 @@ for _name, _weighted, _mean in (
     _registry.lookup(_name).kernel(_gradient_kernel(_name, _weighted, _mean, _repeat_cuda),
                                    backend="cupy")
 WITH_MAIN_INPUT.kernel(_with_main_input_kernel(_repeat_cuda), backend="cupy")
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+# The interpreter's own compiled segment loop, after the same one-pass check.
+
+_pool_vm = _segments_vm = None  # bound to the compiled loops when a net is fused
+vm_bind(__name__, "_pool_vm", lambda: _compiled_pool())
+vm_bind(__name__, "_segments_vm", lambda: compiled_segments_check())
+
+
+@vm_helper
+def _pool_segments(f4, table, idx, lengths, weights, out):
+    if not _segments_vm(idx, lengths, table.shape[0]):
+        return False
+    if weights.shape[0] == 0:
+        _pool_vm(table, idx, lengths, None, out)
+    else:
+        _pool_vm(table, idx, lengths, weights, out)
+    return True
+
+
+@vm_kernel
+def sparse_lengths_vm(c, p, f4, i4, i8):
+    """(rows, block, segments, count, data, index kind, indices, lengths (int32),
+    weights or -1, out)."""
+    rows, block, segments, count = c[p], c[p + 1], c[p + 2], c[p + 3]
+    data, kind, idx, lengths, weights, out = c[p + 4], c[p + 5], c[p + 6], c[p + 7], \
+        c[p + 8], c[p + 9]
+    table = f4[data:data + rows * block].reshape((rows, block))
+    pooled = f4[out:out + segments * block].reshape((segments, block))
+    w = f4[weights:weights + count] if weights >= 0 else f4[0:0]
+    lens = i4[lengths:lengths + segments]
+    if kind == INT32:
+        return _pool_segments(f4, table, i4[idx:idx + count], lens, w, pooled)
+    return _pool_segments(f4, table, i8[idx:idx + count], lens, w, pooled)
+
+
+def _lower_pool(f, weighted):
+    data, indices, lengths = f.in_info[0], f.in_info[-2], f.in_info[-1]
+    if not (data.dtype == F32 and len(data.shape) >= 1 and f.distinct()
+            and indices.dtype in INDEX_TYPES and len(indices.shape) == 1
+            and lengths.dtype == I32 and len(lengths.shape) == 1):
+        return False
+    count = numel(indices.shape)
+    block = numel(data.shape[1:])
+    if count == 0:  # zeros, nothing checked (Caffe2)
+        f.emit(fill_zero_vm, f.out(0), f.size())
+        return True
+    kind, idx = f.index(len(f.in_info) - 2)
+    f.emit(sparse_lengths_vm, data.shape[0], block, lengths.shape[0], count, f.off(0),
+           kind, idx, f.off(len(f.in_info) - 1), f.off(1) if weighted else -1, f.out(0))
+    return True
+
+
+SPARSE_LENGTHS_SUM.lowering(lambda f: _lower_pool(f, False))
+SPARSE_LENGTHS_WEIGHTED_SUM.lowering(lambda f: _lower_pool(f, True))
+
+
+@vm_kernel
+def repeat_segments_vm(c, p, f4, i4, i8):
+    """out[j] = dY[segment of j] for int32 LENGTHS >= 0 summing to `rows`; else False
+    (segments, block, rows, dy, lengths, out)."""
+    segments, block, rows, dy, lengths, out = c[p], c[p + 1], c[p + 2], c[p + 3], \
+        c[p + 4], c[p + 5]
+    total = 0
+    for m in range(segments):
+        if i4[lengths + m] < 0:
+            return False
+        total += i4[lengths + m]
+    if total != rows:
+        return False
+    j = 0
+    for m in range(segments):
+        for _ in range(i4[lengths + m]):
+            for q in range(block):
+                f4[out + j * block + q] = f4[dy + m * block + q]
+            j += 1
+    return True
+
+
+def _lower_sum_gradient(f):
+    dy, lengths = f.in_info[0], f.in_info[1]
+    if not (dy.dtype == F32 and len(dy.shape) >= 1 and lengths.dtype == I32
+            and len(lengths.shape) == 1 and f.distinct()):
+        return False
+    f.emit(repeat_segments_vm, dy.shape[0], numel(dy.shape[1:]), f.out_info[0].shape[0],
+           f.off(0), f.off(1), f.out(0))
+    return True
+
+
+_registry.get("SparseLengthsIndicesInGradientSumGradient").lowering(_lower_sum_gradient)
+_registry.get("SparseLengthsSumGradient").lowering(_lower_sum_gradient)

@@ -10,6 +10,7 @@ from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
                       compiled_scatter_add, expect_dtype, expect_dtypes, gather_rows, numel,
                       occurrence_rounds, repeated_positions, rows_valid, scatter_rows)
+from ._fused import INT32, vm_bind, vm_helper, vm_kernel
 
 
 def _one_element(op, w, k, pair):
@@ -309,3 +310,75 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
         scatter_add_rows(xp, data, idx, xs[j].reshape(-1, block), scale=xs[j + 1],
                          flag=flag, sorted_=runs)
     return data.reshape(x0.shape)
+
+
+# --- fused lowering (graphnet.executors.fused) -----------------------------------------
+
+@vm_kernel
+def weighted_sum_vm(c, p, f4, i4, i8):
+    """y = x0 * w0 + w1 * x1 + ..., the kernel's order (n, y, pairs, then x_k, w_k)."""
+    n, y, pairs = c[p], c[p + 1], c[p + 2]
+    w0 = f4[c[p + 4]]
+    for i in range(n):
+        total = f4[c[p + 3] + i] * w0
+        for k in range(1, pairs):
+            total += f4[c[p + 4 + 2 * k]] * f4[c[p + 3 + 2 * k] + i]
+        f4[y + i] = total
+    return True
+
+
+@WEIGHTED_SUM.lowering
+def _lower_weighted_sum(f):
+    if not (f.all_dtypes(np.float32) and f.same_sizes(range(0, len(f.in_info), 2))
+            and all(numel(i.shape) == 1 for i in f.in_info[1::2])):
+        return False
+    f.emit(weighted_sum_vm, f.size(), f.out(0), len(f.in_info) // 2,
+           *[f.off(k) for k in range(len(f.in_info))])
+    return True
+
+
+_scatter_vm = None  # bound to the interpreter's compiled scatter loop when a net is fused
+vm_bind(__name__, "_scatter_vm", lambda: compiled_scatter_add())
+
+
+@vm_helper
+def _scatter_pairs(c, p, f4, idx, n, block, count):
+    """X_0 rows idx += w_k * X_k, pair after pair; False (nothing written) when w_0 is
+    not 1 (the kernel's rounds path) or an index is outside [0, n)."""
+    if f4[c[p + 2]] != np.float32(1):
+        return False
+    for j in range(count):
+        if idx[j] < 0 or idx[j] >= n:
+            return False
+    data = f4[c[p + 1]:c[p + 1] + n * block].reshape((n, block))
+    for k in range(c[p + 7]):
+        x = c[p + 8 + 2 * k]
+        _scatter_vm(data, idx, f4[x:x + count * block].reshape((count, block)),
+                    f4[c[p + 9 + 2 * k]])
+    return True
+
+
+@vm_kernel
+def scatter_weighted_sum_vm(c, p, f4, i4, i8):
+    """(n, x0, w0, index kind, indices, block, count, pairs, then x_k, w_k)."""
+    n, kind, idx, block, count = c[p], c[p + 3], c[p + 4], c[p + 5], c[p + 6]
+    if kind == INT32:
+        return _scatter_pairs(c, p, f4, i4[idx:idx + count], n, block, count)
+    return _scatter_pairs(c, p, f4, i8[idx:idx + count], n, block, count)
+
+
+@SCATTER_WEIGHTED_SUM.lowering
+def _lower_scatter_weighted_sum(f):
+    x0, idx = f.in_info[0], f.in_info[2]
+    if not (x0.dtype == F32 and idx.dtype in INDEX_TYPES and all(
+            i.dtype == F32 for k, i in enumerate(f.in_info) if k != 2)):
+        return False
+    count = numel(idx.shape)
+    if numel(x0.shape) == 0 or count == 0:
+        return True  # X_0 unchanged
+    n = x0.shape[0]
+    kind, offset = f.index(2)
+    pairs = [f.off(k) for k in range(3, len(f.in_info))]
+    f.emit(scatter_weighted_sum_vm, n, f.off(0), f.off(1), kind, offset,
+           numel(x0.shape) // n, count, len(pairs) // 2, *pairs)
+    return True

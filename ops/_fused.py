@@ -1,0 +1,144 @@
+"""The fused-net kernels' common ground (graphnet.executors.fused).
+
+A fused net is a program for one compiled loop (the "VM"): each instruction is an
+opcode, its length, its op's position in the net, then integer operands. Blobs
+live in three flat arenas by element type (float32, int32, int64); an array
+operand is an offset into its arena, an index operand a (kind, offset) pair
+(kind INT32 or INT64). Each op file defines its kernels next to its other
+kernels:
+
+    @vm_kernel
+    def relu_vm(c, p, f4, i4, i8):  # operands start at c[p]; False: hand back
+        ...
+
+and helpers those kernels call with @vm_helper. Both stay plain Python until a
+net is fused; then `compiled_kernels()` compiles them (numba, cached on disk) and
+binds every helper's compiled form in its module, so kernels call compiled code.
+The VM is generated from KERNELS (graphnet.executors.fused).
+"""
+
+import sys
+
+import numpy as np
+
+__all__ = ["vm_kernel", "vm_helper", "vm_bind", "ints_equal_vm", "fill_zero_vm", "KERNELS", "compiled_kernels", "F32_ARENA",
+           "INT32", "INT64", "MATMUL_LIMIT", "numel", "copy_vm", "put_block_vm",
+           "take_block_vm", "rows_in_range"]
+
+F32_ARENA, INT32, INT64 = 0, 1, 2  # arena kinds (INT32/INT64 also index operand kinds)
+
+# Multiply-adds above which a matmul-type op keeps its BLAS kernel: fused loops win
+# where the net is all overhead (a few thousand flops per op), BLAS beyond.
+MATMUL_LIMIT = 1 << 17
+
+KERNELS = []  # every VM kernel, in registration order (its opcode)
+_HELPERS = []
+_BINDINGS = []  # (module name, global name, provider of a compiled function)
+_COMPILED = []
+
+
+def vm_kernel(function):
+    """Register a VM kernel (c, p, f4, i4, i8) -> bool."""
+    KERNELS.append(function)
+    return function
+
+
+def vm_helper(function):
+    """Register a plain function VM kernels call (compiled with them)."""
+    _HELPERS.append(function)
+    return function
+
+
+def vm_bind(module_name, name, provider):
+    """When kernels are compiled, the global `name` of module `module_name` becomes
+    provider() (a compiled loop the interpreter also uses, e.g. SparseLengthsSum's)."""
+    _BINDINGS.append((module_name, name, provider))
+
+
+def compiled_kernels():
+    """Every kernel compiled (numba), helpers bound in their modules first; None
+    without numba."""
+    if not _COMPILED:
+        from ._common import numba_jit
+        if numba_jit(numel) is None:
+            return None
+        compiled = {function: numba_jit(function) for function in _HELPERS}
+        for name, module in list(sys.modules.items()):  # every module importing one
+            if name.startswith("graphnet.ops") and module is not None:
+                space = module.__dict__
+                for key, value in list(space.items()):
+                    if isinstance(value, type(numel)) and value in compiled:
+                        space[key] = compiled[value]
+        for module_name, name, provider in _BINDINGS:
+            sys.modules[module_name].__dict__[name] = provider()
+        _COMPILED.append([numba_jit(k) for k in KERNELS])
+    return _COMPILED[0]
+
+
+def numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+@vm_helper
+def rows_in_range(indices, n):
+    """Every index in [0, n)."""
+    for j in range(indices.shape[0]):
+        if indices[j] < 0 or indices[j] >= n:
+            return False
+    return True
+
+
+@vm_kernel
+def copy_vm(c, p, f4, i4, i8):
+    """arena[dst:dst + n] = arena[src:src + n] (kind, src, dst, n)."""
+    kind, src, dst, n = c[p], c[p + 1], c[p + 2], c[p + 3]
+    if kind == F32_ARENA:
+        f4[dst:dst + n] = f4[src:src + n]
+    elif kind == INT32:
+        i4[dst:dst + n] = i4[src:src + n]
+    else:
+        i8[dst:dst + n] = i8[src:src + n]
+    return True
+
+
+@vm_kernel
+def put_block_vm(c, p, f4, i4, i8):
+    """y viewed (outer, width): columns [offset, offset + inner) := x (outer, inner)."""
+    x, y, outer, width, offset, inner = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], \
+        c[p + 5]
+    for o in range(outer):
+        for i in range(inner):
+            f4[y + o * width + offset + i] = f4[x + o * inner + i]
+    return True
+
+
+@vm_kernel
+def take_block_vm(c, p, f4, i4, i8):
+    """y (outer, inner) := x viewed (outer, width), columns [offset, offset + inner)."""
+    x, y, outer, width, offset, inner = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], \
+        c[p + 5]
+    for o in range(outer):
+        for i in range(inner):
+            f4[y + o * inner + i] = f4[x + o * width + offset + i]
+    return True
+
+
+@vm_kernel
+def ints_equal_vm(c, p, f4, i4, i8):
+    """The int array (kind, offset, n) holds the n values that follow."""
+    kind, offset, n = c[p], c[p + 1], c[p + 2]
+    for j in range(n):
+        value = i4[offset + j] if kind == INT32 else i8[offset + j]
+        if value != c[p + 3 + j]:
+            return False
+    return True
+
+
+@vm_kernel
+def fill_zero_vm(c, p, f4, i4, i8):
+    """float32 arena[offset:offset + n] = 0 (offset, n)."""
+    f4[c[p]:c[p] + c[p + 1]] = 0
+    return True
