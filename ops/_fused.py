@@ -22,14 +22,11 @@ import sys
 import numpy as np
 
 __all__ = ["vm_kernel", "vm_helper", "vm_bind", "ints_equal_vm", "fill_zero_vm", "KERNELS", "compiled_kernels", "F32_ARENA",
-           "INT32", "INT64", "MATMUL_LIMIT", "numel", "copy_vm", "put_block_vm",
+           "INT32", "INT64", "numel", "copy_vm", "put_block_vm",
            "take_block_vm", "rows_in_range"]
 
 F32_ARENA, INT32, INT64 = 0, 1, 2  # arena kinds (INT32/INT64 also index operand kinds)
 
-# Multiply-adds above which a matmul-type op keeps its BLAS kernel: fused loops win
-# where the net is all overhead (a few thousand flops per op), BLAS beyond.
-MATMUL_LIMIT = 1 << 17
 
 KERNELS = []  # every VM kernel, in registration order (its opcode)
 _HELPERS = []

@@ -382,7 +382,7 @@ def averaged_gradient_vm(c, p, f4, i4, i8):
     return True
 
 
-def _rows(f):
+def _pairs_of_rows(f):
     shape = f.in_info[0].shape
     n = shape[0] if shape else 1
     return n, numel(shape) // n if n else 0
@@ -393,13 +393,13 @@ def _lower_squared_l2(f):
     if not (f.all_dtypes(np.float32) and f.distinct()
             and numel(f.in_info[1].shape) == numel(f.in_info[0].shape)):
         return False
-    f.emit(squared_l2_vm, *_rows(f), f.off(0), f.off(1), f.out(0))
+    f.emit(squared_l2_vm, *_pairs_of_rows(f), f.off(0), f.off(1), f.out(0))
     return True
 
 
 @SQUARED_L2_GRAD.lowering
 def _lower_squared_l2_gradient(f):
-    n, d = _rows(f)
+    n, d = _pairs_of_rows(f)
     if not (f.all_dtypes(np.float32) and f.distinct() and numel(f.in_info[2].shape) == n
             and numel(f.in_info[1].shape) == n * d):
         return False

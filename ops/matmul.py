@@ -14,7 +14,7 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (canonical_axis, checked, dims_text, numel, type_mismatch,
                       unsupported_type)
-from ._fused import MATMUL_LIMIT, vm_kernel
+from ._fused import vm_kernel
 
 
 _F32, _F32_F16 = (np.dtype(np.float32),), (np.dtype(np.float32), np.dtype(np.float16))
@@ -389,20 +389,19 @@ def _matmul_gradient(g):
                                 int(bool(g.arg("axis_b", 1))))
 
 
-# --- fused lowering (graphnet.executors.fused): float32 loops for small products --------
-# Each sum runs in index order in float32 (no fused multiply-add); products above
-# MATMUL_LIMIT multiply-adds keep BLAS (the net then stays interpreted).
+# --- fused lowering (graphnet.executors.fused): the products through BLAS -----------------
+# numba's np.dot calls BLAS (sgemm) on views of the arena, as the interpreter's `@`
+# does; the bias and the column sums are loops.
 
 @vm_kernel
 def fc_vm(c, p, f4, i4, i8):
     """y = x (m, k) @ w (n, k).T + b (m, k, n, x, w, b, y)."""
     m, k, n, x, w, b, y = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], c[p + 5], c[p + 6]
+    out = f4[y:y + m * n].reshape((m, n))
+    np.dot(f4[x:x + m * k].reshape((m, k)), f4[w:w + n * k].reshape((n, k)).T, out)
     for i in range(m):
         for j in range(n):
-            total = np.float32(0)
-            for q in range(k):
-                total += f4[x + i * k + q] * f4[w + j * k + q]
-            f4[y + i * n + j] = total + f4[b + j]
+            out[i, j] += f4[b + j]
     return True
 
 
@@ -412,19 +411,15 @@ def fc_gradient_vm(c, p, f4, i4, i8):
     (m, k, n, x, w, dy, dw, db, dx)."""
     m, k, n, x, w, dy = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], c[p + 5]
     dw, db, dx = c[p + 6], c[p + 7], c[p + 8]
-    f4[dw:dw + n * k] = 0
-    f4[db:db + n] = 0
-    if dx >= 0:
-        f4[dx:dx + m * k] = 0
+    grad = f4[dy:dy + m * n].reshape((m, n))
+    np.dot(grad.T, f4[x:x + m * k].reshape((m, k)), f4[dw:dw + n * k].reshape((n, k)))
+    for j in range(n):
+        f4[db + j] = 0
     for i in range(m):
         for j in range(n):
-            g = f4[dy + i * n + j]
-            f4[db + j] += g
-            for q in range(k):
-                f4[dw + j * k + q] += g * f4[x + i * k + q]
-            if dx >= 0:
-                for q in range(k):
-                    f4[dx + i * k + q] += g * f4[w + j * k + q]
+            f4[db + j] += grad[i, j]
+    if dx >= 0:
+        np.dot(grad, f4[w:w + n * k].reshape((n, k)), f4[dx:dx + m * k].reshape((m, k)))
     return True
 
 
@@ -432,7 +427,7 @@ def _fc_sizes(f, gradient):
     x, w = f.in_info[0].shape, f.in_info[1].shape
     _, m, k, n = _fc_geometry(f.step.op_type, f.args, x, w, f.in_info[2].shape, False,
                               gradient=gradient)
-    ok = f.all_dtypes(np.float32) and f.distinct() and 0 < m * k * n <= MATMUL_LIMIT
+    ok = f.all_dtypes(np.float32) and f.distinct() and m * k * n > 0
     return ok, (m, k, n)
 
 
@@ -460,14 +455,17 @@ def batch_matmul_vm(c, p, f4, i4, i8):
     a, b, y = c[p + 6], c[p + 7], c[p + 8]
     for s in range(batch):
         a0, b0, y0 = a + s * m * k, b + s * k * n, y + s * m * n
-        for i in range(m):
-            for j in range(n):
-                total = np.float32(0)
-                for q in range(k):
-                    left = f4[a0 + q * m + i] if ta else f4[a0 + i * k + q]
-                    right = f4[b0 + j * k + q] if tb else f4[b0 + q * n + j]
-                    total += left * right
-                f4[y0 + i * n + j] = total
+        out = f4[y0:y0 + m * n].reshape((m, n))
+        left = f4[a0:a0 + m * k]
+        right = f4[b0:b0 + k * n]
+        if ta and tb:
+            np.dot(left.reshape((k, m)).T, right.reshape((n, k)).T, out)
+        elif ta:
+            np.dot(left.reshape((k, m)).T, right.reshape((k, n)), out)
+        elif tb:
+            np.dot(left.reshape((m, k)), right.reshape((n, k)).T, out)
+        else:
+            np.dot(left.reshape((m, k)), right.reshape((k, n)), out)
     return True
 
 
@@ -481,7 +479,7 @@ def _lower_batch_matmul(f):
     m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
     n = b[-2] if tb else b[-1]
     batch = numel(a[:-2])
-    if not 0 < batch * m * n * k <= MATMUL_LIMIT:
+    if batch * m * n * k == 0:
         return False
     f.emit(batch_matmul_vm, batch, m, k, n, int(ta), int(tb), f.off(0), f.off(1), f.out(0))
     return True

@@ -593,12 +593,12 @@ def repeat_segments_vm(c, p, f4, i4, i8):
         total += i4[lengths + m]
     if total != rows:
         return False
-    j = 0
+    at = out
     for m in range(segments):
+        row = f4[dy + m * block:dy + (m + 1) * block]
         for _ in range(i4[lengths + m]):
-            for q in range(block):
-                f4[out + j * block + q] = f4[dy + m * block + q]
-            j += 1
+            f4[at:at + block] = row
+            at += block
     return True
 
 

@@ -53,6 +53,9 @@ _KINDS = {np.dtype(np.float32): 0, np.dtype(np.int32): 1, np.dtype(np.int64): 2}
 _DTYPES = [np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)]
 _MAX_REALLOCATIONS = 3
 _MAX_VARIANTS = 8  # programs per net (input signatures: batch sizes, bag lengths)
+# Nets whose blobs outgrow this stay interpreted: their ops are big enough that the
+# interpreter's overhead does not show, and moving GBs of tables into arenas would.
+_MAX_ARENA_BYTES = 64 << 20
 
 
 class FusedOp(object):
@@ -407,6 +410,9 @@ def _compile(plan, records):
                 step.index, step.op_type, ", ".join(
                     "%s%s" % (i.dtype.name, list(i.shape)) for i in in_info)))
         program.code.extend(op.code)
+    if sum(n * d.itemsize for n, d in zip(program.sizes, _DTYPES)) > _MAX_ARENA_BYTES:
+        raise _Decline("its blobs hold over %d MB: the interpreter's overhead does not "
+                       "show there" % (_MAX_ARENA_BYTES >> 20))
     names = ext + owned
     return _Fused(_vm(), program.code, program.sizes, program.constants,
                   [blobs[n] for n in names], [infos[n] for n in names],
@@ -422,7 +428,17 @@ def _vm():
     """The compiled VM (built once per process; numba caches it on disk, keyed by
     the kernels' source)."""
     if not _VM:
-        _VM.append(_load_vm())
+        try:
+            vm = _load_vm()
+            empty = [np.zeros(1, d) for d in _DTYPES]
+            vm(np.zeros(0, np.int64), *empty)  # compiles (or loads) it now
+        except Exception as exc:  # e.g. numba's np.dot without scipy
+            _VM.append(_Decline("the VM could not be compiled (%s: %s)" % (
+                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")))
+        else:
+            _VM.append(vm)
+    if isinstance(_VM[0], _Decline):
+        raise _VM[0]
     return _VM[0]
 
 
