@@ -53,9 +53,11 @@ def _set_distributed(cluster):
 # Scripts build GPU nets on CPU-only machines through this constant (spec §2.1).
 GpuDeviceType = caffe2_pb2.CUDA if hasattr(caffe2_pb2, "CUDA") else CUDA_TYPE
 
+_CPU = device_of(None)
 _SUPPORTED_DTYPES = {np.dtype(t) for t in (
     np.float32, np.float64, np.int32, np.int64, np.bool_, np.uint8, np.int8,
     np.int16, np.uint16, np.float16, np.object_)}
+_NUMERIC_DTYPES = _SUPPORTED_DTYPES - {np.dtype(np.object_)}
 
 
 def StringifyProto(obj):
@@ -133,6 +135,18 @@ class Workspace(object):
     def FeedBlob(self, name, arr, device_option=None):
         """Store a copy of `arr` in blob `name` on the device the option names
         (else the current DeviceScope, else the CPU). Returns True."""
+        if (type(arr) is np.ndarray and device_option is None and type(name) is str
+                and arr.dtype in _NUMERIC_DTYPES and _distributed[0] is None
+                and scope.CurrentDeviceScope() is None):
+            # the common case, a numeric array for the CPU (training loops feed
+            # several per step): what the general path below does, without its tests
+            value = np.array(arr, copy=True, order="C")
+            blob = self._blobs.get(name)
+            if blob is None:
+                self._blobs[name] = Blob(value, _CPU)
+            else:
+                blob.value, blob.device = value, _CPU
+            return True
         name = str(name)
         if type(arr) is caffe2_pb2.TensorProto:
             arr = Caffe2TensorToNumpyArray(arr)

@@ -455,6 +455,16 @@ def batch_matmul_vm(c, p, f4, i4, i8):
     a, b, y = c[p + 6], c[p + 7], c[p + 8]
     for s in range(batch):
         a0, b0, y0 = a + s * m * k, b + s * k * n, y + s * m * n
+        if m * n * k <= 4096:  # loops beat a BLAS call on DLRM's interaction products
+            for i in range(m):
+                for j in range(n):
+                    total = np.float32(0)
+                    for q in range(k):
+                        left = f4[a0 + q * m + i] if ta else f4[a0 + i * k + q]
+                        right = f4[b0 + j * k + q] if tb else f4[b0 + q * n + j]
+                        total += left * right
+                    f4[y0 + i * n + j] = total
+            continue
         out = f4[y0:y0 + m * n].reshape((m, n))
         left = f4[a0:a0 + m * k]
         right = f4[b0:b0 + k * n]

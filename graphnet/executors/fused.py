@@ -36,7 +36,7 @@ import os
 import sys
 import tempfile
 import time
-from operator import attrgetter, is_
+from operator import attrgetter, gt, is_
 
 import numpy as np
 
@@ -131,28 +131,81 @@ def _numel(shape):
     return n
 
 
-class _Program(object):
-    """Arena layout, constants and instructions of one fused net."""
+class _Arenas(object):
+    """One plan's blob storage, shared by its programs: a slot per (blob, shape,
+    dtype), so a blob whose shape every program agrees on (the parameters) keeps
+    one array whichever program runs, and each slot has one view that its blob
+    holds. Grows when a program for new input shapes needs new slots."""
 
-    def __init__(self, kernels):
-        self._opcodes = {k: i for i, k in enumerate(kernels)}
+    def __init__(self):
         self.sizes = [0, 0, 0]
-        self.constants = []  # (kind, offset, flat value)
+        self.slots = {}  # key -> (kind, offset, TensorInfo, blob, device)
+        self.arenas = [np.empty(1, d) for d in _DTYPES]
+        self.views = {}
+        self.generation = 0
+        self.arena_refs = None
+        self.programs = []  # every _Fused using these arenas
+
+    def slot(self, key, info, blob=None, device=None):
+        if key not in self.slots:
+            kind = _KINDS[info.dtype]
+            self.slots[key] = (kind, self.sizes[kind], info, blob, device)
+            self.sizes[kind] += _numel(info.shape)
+        return self.slots[key][:2]
+
+    def constant(self, value):
+        return self.slot(("constant", len(self.slots)), TensorInfo(value.shape, value.dtype),
+                         None, value.reshape(-1).copy())
+
+    def nbytes(self):
+        return sum(n * d.itemsize for n, d in zip(self.sizes, _DTYPES))
+
+    def materialize(self, copy=False):
+        """New arenas when slots outgrew them (or `copy`): old contents kept, a view
+        per slot, blobs holding an old view given the new one."""
+        if not copy and all(len(a) >= max(n, 1) for a, n in zip(self.arenas, self.sizes)):
+            self._new_views()
+            return
+        old = self.arenas
+        self.arenas = [np.empty(max(n, 1), d) for n, d in zip(self.sizes, _DTYPES)]
+        for new, previous in zip(self.arenas, old):
+            new[:min(len(new), len(previous))] = previous[:min(len(new), len(previous))]
+        self._new_views()
+
+    def _new_views(self):
+        old = self.views
+        self.views = {}
+        for key, (kind, offset, info, blob, extra) in self.slots.items():
+            view = self.arenas[kind][offset:offset + _numel(info.shape)].reshape(info.shape)
+            if blob is None:  # a constant: its values
+                view[...] = extra.reshape(info.shape)
+            else:
+                if key in old and blob.value is old[key]:
+                    blob.value = view
+                self.views[key] = view
+        del old  # (its views must not count in the baseline)
+        self.generation += 1
+        for program in self.programs:
+            program.bind()
+        self.arena_refs = self.measure_arenas()
+
+    def measure_arenas(self):
+        return list(map(sys.getrefcount, self.arenas))
+
+
+class _Program(object):
+    """The instructions of one fused program being written."""
+
+    def __init__(self, kernels, arenas):
+        self._opcodes = {k: i for i, k in enumerate(kernels)}
+        self.arenas = arenas
         self.code = []
 
     def opcode(self, kernel):
         return self._opcodes[kernel]
 
-    def allocate(self, info):
-        kind = _KINDS[info.dtype]
-        offset = self.sizes[kind]
-        self.sizes[kind] += _numel(info.shape)
-        return kind, offset
-
     def constant(self, value):
-        kind, offset = self.allocate(TensorInfo(value.shape, value.dtype))
-        self.constants.append((kind, offset, value.reshape(-1)))
-        return kind, offset
+        return self.arenas.constant(value)
 
 
 class FusionInfo(object):
@@ -174,33 +227,30 @@ _value, _device = attrgetter("value"), attrgetter("device")
 
 
 class _Fused(object):
-    """One program for one input signature, its arenas, and how to run it."""
+    """One program for one input signature over the plan's arenas."""
 
-    def __init__(self, vm, code, sizes, constants, blobs, infos, slots, devices, n_ext):
+    def __init__(self, vm, code, arenas, keys, blobs, n_ext):
         self.vm, self.code = vm, np.asarray(code, dtype=np.int64)
-        self.blobs, self.infos, self.slots, self.devices = blobs, infos, slots, devices
-        self.n_ext = n_ext
-        self.constants = constants
-        self.arenas = [np.empty(max(n, 1), dtype) for n, dtype in zip(sizes, _DTYPES)]
-        self._views()
-        for kind, offset, value in constants:
-            self.arenas[kind][offset:offset + value.size] = value
+        self.arenas, self.keys, self.blobs, self.n_ext = arenas, keys, blobs, n_ext
+        self.devices = [arenas.slots[k][4] for k in keys]
+        self.views, self.view_refs = None, None
 
-    def _views(self):
-        self.views = [self.arenas[kind][offset:offset + _numel(info.shape)].reshape(
-            info.shape) for (kind, offset), info in zip(self.slots, self.infos)]
-        # each arena is referenced by our list and its views; more means another holder
-        self.arena_refs = self._arena_refs()
-
-    def _arena_refs(self):
-        return [sys.getrefcount(a) for a in self.arenas]
+    def bind(self):
+        """This program's views (after the arenas changed) and their reference counts
+        with every blob holding its view."""
+        self.views = [self.arenas.views[k] for k in self.keys]
+        counts = list(map(sys.getrefcount, self.views))
+        holds = list(map(is_, map(_value, self.blobs), self.views))
+        self.view_refs = [c - h + 1 for c, h in zip(counts, holds)]
 
     def adopt(self):
-        """Copy every blob's current value in (outputs too, where they fit: the run
-        that recorded the net computed them) and let it hold its view."""
+        """Copy every blob's current value into its view where it is not there yet
+        (outputs too, where they fit: the run that recorded the net computed them)
+        and let the blob hold the view."""
         for k, blob in enumerate(self.blobs):
             view, value = self.views[k], blob.value
-            if isinstance(value, np.ndarray) and value.shape == view.shape:
+            if value is not view and isinstance(value, np.ndarray) \
+                    and value.shape == view.shape:
                 view[...] = value
             blob.value, blob.device = view, self.devices[k]
 
@@ -208,12 +258,14 @@ class _Fused(object):
         """DONE, HANDED_BACK, or the position of the op the interpreter takes over at."""
         if not all(map(is_, map(_value, self.blobs), self.views)) and not self._refresh():
             return HANDED_BACK
-        # a view: our list, its blob, getrefcount's argument
-        if (max(map(sys.getrefcount, self.views), default=0) > 3
-                or self._arena_refs() != self.arena_refs) and not self._reallocate(info):
-            return HANDED_BACK
         arenas = self.arenas
-        return self.vm(self.code, arenas[0], arenas[1], arenas[2])
+        # more references than when bound: something else holds a view
+        if (any(map(gt, map(sys.getrefcount, self.views), self.view_refs))
+                or any(map(gt, arenas.measure_arenas(), arenas.arena_refs))):
+            if not self._reallocate(info):
+                return HANDED_BACK
+        a = arenas.arenas
+        return self.vm(self.code, a[0], a[1], a[2])
 
     def _refresh(self):
         """Copy fed inputs in (False when one no longer fits) and point blobs back."""
@@ -237,12 +289,7 @@ class _Fused(object):
             info.state, info.reason = "declined", (
                 "its blobs' arrays are shared with other holders run after run")
             return False
-        self.arenas = [a.copy() for a in self.arenas]
-        old = self.views
-        self._views()
-        for blob, view, new in zip(self.blobs, old, self.views):
-            if blob.value is view:
-                blob.value = new
+        self.arenas.materialize(copy=True)
         return True
 
 
@@ -253,6 +300,7 @@ def fused_state(plan):
         info = plan.fusion = FusionInfo()
         plan.fused = None
         plan.fused_variants = {}  # input signature -> _Fused
+        plan.fused_arenas = _Arenas()
         plan.fuse_count = 0  # runs before the first program
         plan.fuse_counts = {}  # input signature -> runs it had no program
     return info
@@ -330,7 +378,12 @@ def _record_and_fuse(plan, info):
         info.state, info.reason = "declined", str(exc)
         log.debug("net '%s' stays interpreted: %s", plan.name, exc)
         return
+    arenas = plan.fused_arenas
+    arenas.programs.append(fused)
+    arenas.materialize()  # binds every program (the new one too)
     fused.adopt()
+    for program in arenas.programs:
+        program.bind()  # reference counts with the blobs now holding these views
     plan.fused = fused
     plan.fused_variants[_signature(fused.blobs[:fused.n_ext])] = fused
     info.state, info.reason = "fused", ""
@@ -377,8 +430,10 @@ def _compile(plan, records):
     from graphnet.ops import _fused as kernels_module
     if kernels_module.compiled_kernels() is None:
         raise _Decline("numba is not installed (the [fast] extra)")
-    program = _Program(kernels_module.KERNELS)
-    slots, infos = {}, {}  # blob name -> (kind, offset), TensorInfo
+    vm = _vm()
+    arenas = plan.fused_arenas
+    program = _Program(kernels_module.KERNELS, arenas)
+    infos = {}  # blob name -> TensorInfo in this program
     ext, owned = [], []  # blob names in order
     blobs = {}
     for position, (step, (in_info, out_info, values)) in enumerate(zip(plan.steps, records)):
@@ -389,20 +444,17 @@ def _compile(plan, records):
                 raise _Decline("op #%d (%s) has a %s blob" % (step.index, step.op_type,
                                                                i.dtype.name))
         ins, outs = [], []
-        for name, blob, i in zip(step.in_names, step.in_blobs, in_info):
-            if name not in slots:
-                slots[name], infos[name], blobs[name] = program.allocate(i), i, blob
-                ext.append(name)
-            elif infos[name] != i:
-                raise _Decline("blob '%s' changes shape within the net" % name)
-            ins.append(slots[name])
-        for name, blob, o in zip(step.out_names, step.out_blobs, out_info):
-            if name not in slots:
-                slots[name], infos[name], blobs[name] = program.allocate(o), o, blob
-                owned.append(name)
-            elif infos[name] != o:
-                raise _Decline("blob '%s' changes shape or type within the net" % name)
-            outs.append(slots[name])
+        for names, step_blobs, step_infos, order in (
+                (step.in_names, step.in_blobs, in_info, ext),
+                (step.out_names, step.out_blobs, out_info, owned)):
+            slots = ins if order is ext else outs
+            for name, blob, i in zip(names, step_blobs, step_infos):
+                if name not in infos:
+                    infos[name], blobs[name] = i, blob
+                    order.append(name)
+                elif infos[name] != i:
+                    raise _Decline("blob '%s' changes shape or type within the net" % name)
+                slots.append(arenas.slot((name, i), i, blob, blob.device))
         op = FusedOp(program, step, position, ins, outs, list(in_info), list(out_info),
                      values)
         if not step.schema.fused(op):
@@ -410,13 +462,12 @@ def _compile(plan, records):
                 step.index, step.op_type, ", ".join(
                     "%s%s" % (i.dtype.name, list(i.shape)) for i in in_info)))
         program.code.extend(op.code)
-    if sum(n * d.itemsize for n, d in zip(program.sizes, _DTYPES)) > _MAX_ARENA_BYTES:
+    if arenas.nbytes() > _MAX_ARENA_BYTES:
         raise _Decline("its blobs hold over %d MB: the interpreter's overhead does not "
                        "show there" % (_MAX_ARENA_BYTES >> 20))
     names = ext + owned
-    return _Fused(_vm(), program.code, program.sizes, program.constants,
-                  [blobs[n] for n in names], [infos[n] for n in names],
-                  [slots[n] for n in names], [blobs[n].device for n in names], len(ext))
+    return _Fused(vm, program.code, arenas, [(n, infos[n]) for n in names],
+                  [blobs[n] for n in names], len(ext))
 
 
 # --- the VM: one loop over the program, generated from the kernel list -------------
