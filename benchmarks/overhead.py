@@ -2,7 +2,9 @@
 
 1. Per-op overhead: a chain of 1,000 tiny ops (Relu, Scale, Add on a 4x4
    float32 array) run by RunNet, against a Python loop making the same numpy
-   calls the kernels make (np.maximum(x, 0), x * s, a + b). Each repeat runs
+   calls the kernels make (np.maximum(x, 0), x * s, a + b), and, last column,
+   the chain once fused into one compiled program (graphnet.executors.fused;
+   ops without a lowering say so). Each repeat runs
    both back to back; the table shows the minimum time of each and the median
    of the per-repeat differences, the "overhead": what graphnet adds per op
    (the step closure, the device test, the kernel's cached checks, storing the
@@ -29,7 +31,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
-from graphnet import core, workspace  # noqa: E402
+from graphnet import config, core, workspace  # noqa: E402
 
 CHAIN = 1000
 
@@ -72,6 +74,7 @@ def per_op_overhead(repeats=30):
     y = rng.uniform(0.5, 1.5, (4, 4)).astype(np.float32)
     rows = []
     for kind in ("Relu", "Scale", "Add"):
+        config.set_fuse_after(0)  # the interpreter: what this table measures
         workspace.ResetWorkspace()
         workspace.FeedBlob("x", x)
         workspace.FeedBlob("y", y)
@@ -92,8 +95,26 @@ def per_op_overhead(repeats=30):
         # each repeat times both back to back: their difference shrugs off the slow
         # spells of a shared machine better than the difference of two minima
         extra = sorted(a - b for a, b in zip(graph, plain))[len(graph) // 2] / CHAIN * 1e6
-        rows.append((kind, g, p, extra))
+        rows.append((kind, g, p, extra, fused_per_op(net, repeats)))
+    config.set_fuse_after(None)
     return rows
+
+
+def fused_per_op(net, repeats):
+    """us per op of the same chain once fused (graphnet.executors.fused), or why not."""
+    config.set_fuse_after(1)
+    workspace.CreateNet(net, overwrite=True)
+    for _ in range(3):  # the first run records the net and builds its program
+        workspace.RunNet(net.Name())
+    plan = workspace._ws()._nets[net.Name()]
+    if plan.fusion.state != "fused":
+        return plan.fusion.reason
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        workspace.RunNet(net.Name())
+        times.append(time.perf_counter() - start)
+    return "%.3f" % (min(times) / CHAIN * 1e6)
 
 
 def dlrm_training_net(tables, devices=8):
@@ -140,10 +161,11 @@ def main(argv=None):
 
     print("Per-op cost, chain of %d ops on a 4x4 float32 array (%d runs)"
           % (CHAIN, args.repeats))
-    print("| op | graphnet us/op (min) | numpy call us (min) | overhead us/op (median) |")
-    print("|---|---|---|---|")
-    for kind, g, p, o in per_op_overhead(args.repeats):
-        print("| %s | %.2f | %.2f | %.2f |" % (kind, g, p, o))
+    print("| op | graphnet us/op (min) | numpy call us (min) | overhead us/op (median) "
+          "| fused us/op (min) |")
+    print("|---|---|---|---|---|")
+    for kind, g, p, o, fused in per_op_overhead(args.repeats):
+        print("| %s | %.2f | %.2f | %.2f | %s |" % (kind, g, p, o, fused))
     print()
     print("Building and creating DLRM training nets on 8 emulated GPUs")
     print("| tables | ops | build s | CreateNet s | build+create s | us per op |")

@@ -75,6 +75,10 @@ def fuse_after():
 
 
 def set_fuse_after(runs):
+    """Fuse after `runs` runs (0: never; None: back to GRAPHNET_FUSE_AFTER / 50)."""
+    if runs is None:
+        _settings.pop("fuse_after", None)
+        return
     if int(runs) != runs or runs < 0:
         raise ValueError("fuse_after must be a whole number >= 0, found %r" % (runs,))
     _settings["fuse_after"] = int(runs)

@@ -492,9 +492,13 @@ def compiled_loop(cache, key, function):
     return cache[key]
 
 
+def compiled_scatter_loop():
+    """_scatter_add_loop compiled by numba whatever the kernel settings (fused nets)."""
+    return compiled_loop({}, "scatter_add", _scatter_add_loop)
+
+
 def compiled_scatter_add():
-    """_scatter_add_loop compiled by numba, or None (no numba / fast kernels off; fused
-    nets exist only with fast kernels on)."""
+    """_scatter_add_loop compiled by numba, or None (no numba / fast kernels off)."""
     loop = compiled_loop(_COMPILED, "scatter_add", _scatter_add_loop)
     return loop if config.fast_kernels() else None
 

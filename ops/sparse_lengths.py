@@ -528,8 +528,8 @@ WITH_MAIN_INPUT.kernel(_with_main_input_kernel(_repeat_cuda), backend="cupy")
 # The interpreter's own compiled segment loop, after the same one-pass check.
 
 _pool_vm = _segments_vm = None  # bound to the compiled loops when a net is fused
-vm_bind(__name__, "_pool_vm", lambda: _compiled_pool())
-vm_bind(__name__, "_segments_vm", lambda: compiled_segments_check())
+vm_bind(__name__, "_pool_vm", lambda: compiled_loop({}, "pool", _pool_loop))
+vm_bind(__name__, "_segments_vm", compiled_segments_check)
 
 
 @vm_helper

@@ -8,8 +8,9 @@ from graphnet import config
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
-                      compiled_scatter_add, expect_dtype, expect_dtypes, gather_rows, numel,
-                      occurrence_rounds, repeated_positions, rows_valid, scatter_rows)
+                      compiled_scatter_add, compiled_scatter_loop, expect_dtype, expect_dtypes,
+                      gather_rows, numel, occurrence_rounds, repeated_positions, rows_valid,
+                      scatter_rows)
 from ._fused import INT32, vm_bind, vm_helper, vm_kernel
 
 
@@ -338,7 +339,7 @@ def _lower_weighted_sum(f):
 
 
 _scatter_vm = None  # bound to the interpreter's compiled scatter loop when a net is fused
-vm_bind(__name__, "_scatter_vm", lambda: compiled_scatter_add())
+vm_bind(__name__, "_scatter_vm", compiled_scatter_loop)
 
 
 @vm_helper

@@ -163,14 +163,19 @@ class _Arenas(object):
     def materialize(self, copy=False):
         """New arenas when slots outgrew them (or `copy`): old contents kept, a view
         per slot, blobs holding an old view given the new one."""
-        if not copy and all(len(a) >= max(n, 1) for a, n in zip(self.arenas, self.sizes)):
-            self._new_views()
-            return
-        old = self.arenas
-        self.arenas = [np.empty(max(n, 1), d) for n, d in zip(self.sizes, _DTYPES)]
-        for new, previous in zip(self.arenas, old):
-            new[:min(len(new), len(previous))] = previous[:min(len(new), len(previous))]
+        if copy or any(len(a) < n for a, n in zip(self.arenas, self.sizes)):
+            old = self.arenas
+            self.arenas = [np.empty(max(n, 1), d) for n, d in zip(self.sizes, _DTYPES)]
+            for new, previous in zip(self.arenas, old):
+                n = min(len(new), len(previous))
+                new[:n] = previous[:n]
+            del old
         self._new_views()
+        for program in self.programs:
+            program.bind()
+        # measured here, with no stray view alive: each arena is referenced by our list
+        # and by its views; more, later, means another holder
+        self.arena_refs = self.measure_arenas()
 
     def _new_views(self):
         old = self.views
@@ -183,11 +188,7 @@ class _Arenas(object):
                 if key in old and blob.value is old[key]:
                     blob.value = view
                 self.views[key] = view
-        del old  # (its views must not count in the baseline)
         self.generation += 1
-        for program in self.programs:
-            program.bind()
-        self.arena_refs = self.measure_arenas()
 
     def measure_arenas(self):
         return list(map(sys.getrefcount, self.arenas))
