@@ -12,6 +12,7 @@ import numpy as np
 
 from graphnet import registry
 from graphnet.proto import caffe2_pb2
+from graphnet.utils import gc_paused
 
 __all__ = ["Net", "operator_tracebacks"]
 
@@ -419,8 +420,10 @@ class Net(object):
         """Append the backward pass of `ys` (list, or dict of given gradients) and
         return the map {input blob: gradient blob or GradientSlice}."""
         from graphnet.gradients import GradientRegistry
-        grad_ops, input_to_grad = GradientRegistry.GetBackwardPass(self._net.op[skip:], ys)
-        self._ExtendOps(grad_ops)
+        with gc_paused():  # tens of objects per op, no cycles (see gc_paused)
+            grad_ops, input_to_grad = GradientRegistry.GetBackwardPass(
+                self._net.op[skip:], ys)
+            self._ExtendOps(grad_ops)
         return input_to_grad
 
     def DeduplicateGradientSlices(self, g, aggregator="sum"):

@@ -108,8 +108,8 @@ class GradientContext(object):
         """A gradient OperatorDef (post-processing is applied by make_gradient)."""
         op = caffe2_pb2.OperatorDef()
         op.type = op_type
-        op.input.extend(str(i) for i in inputs)
-        op.output.extend(str(o) for o in outputs)
+        op.input.extend([i if type(i) is str else str(i) for i in inputs])
+        op.output.extend([o if type(o) is str else str(o) for o in outputs])
         for key, value in args.items():
             if value is not None:
                 op.arg.add().CopyFrom(MakeArgument(key, value))
@@ -135,15 +135,18 @@ def make_gradient(op, g_output):
                             "%s" % exc)
     g = GradientContext(op, g_output)
     ops = schema.gradient_maker(g) or []
+    device_option = op.device_option if op.HasField("device_option") else None
+    engine = op.engine if op.HasField("engine") else None
+    args = op.arg if schema.gradient_copies_args and len(op.arg) else None
     for grad_op in ops:
         grad_op.is_gradient_op = True
         grad_op.name = ""
-        if op.HasField("device_option"):
-            grad_op.device_option.CopyFrom(op.device_option)
-        if op.HasField("engine"):
-            grad_op.engine = op.engine
-        if schema.gradient_copies_args:
-            grad_op.arg.extend(op.arg)
+        if device_option is not None:
+            grad_op.device_option.CopyFrom(device_option)
+        if engine is not None:
+            grad_op.engine = engine
+        if args is not None:
+            grad_op.arg.extend(args)
     for k, gi in enumerate(g.g_input):
         if isinstance(gi, GradientSlice) and (gi.indices is None or gi.values is None):
             raise GraphnetError(
