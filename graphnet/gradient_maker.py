@@ -37,14 +37,18 @@ class GradientContext(object):
     def __init__(self, op, g_output):
         self.def_ = op
         self.g_output = list(g_output)
-        self.g_input = [None] * len(op.input)
+        self._inputs = list(op.input)  # read once: each proto access costs a wrapper
+        self._outputs = None
+        self.g_input = [None] * len(self._inputs)
 
     # forward blobs -----------------------------------------------------------
     def I(self, k):  # noqa: E743 (Caffe2's name)
-        return self.def_.input[k]
+        return self._inputs[k]
 
     def O(self, k):  # noqa: E743
-        return self.def_.output[k]
+        if self._outputs is None:
+            self._outputs = list(self.def_.output)
+        return self._outputs[k]
 
     def arg(self, name, default=None):
         for a in self.def_.arg:

@@ -38,7 +38,9 @@ def _gradient_index(g_list):
     built once per op: Concat/Sum gradients of wide nets have hundreds of entries."""
     index = {}
     for i, g in enumerate(g_list):
-        if type(g) is GradientSlice:
+        if type(g) is str:
+            index.setdefault(g, i)
+        elif type(g) is GradientSlice:
             index.setdefault(str(g.indices), i)
             index.setdefault(str(g.values), i)
         elif g is not None:
