@@ -182,6 +182,7 @@ class OpSchema(object):
         self.output_check = output_check
         self.args = {a.name: a for a in args}
         self._defaults = {a.name: a.default for a in args}  # parse_args starts from these
+        self._required = tuple(n for n, a in self.args.items() if a.required)
         self.allows_inplace = _pair_rule(allow_inplace)
         self.enforces_inplace = _pair_rule(enforce_inplace)
         # the enforced pairs themselves when listed (checked without an n_in x n_out scan)
@@ -311,8 +312,10 @@ class OpSchema(object):
                     "give %s one output per input." % (n_out, n_in, self.type))
         return None
 
-    def parse_args(self, op):
-        """Typed argument values with defaults; raises ArgumentError like Caffe2."""
+    def parse_args(self, op, inputs=None, outputs=None):
+        """Typed argument values with defaults; raises ArgumentError like Caffe2
+        (`inputs`/`outputs`: the op's input and output names, when the caller has
+        them)."""
         values = dict(self._defaults)
         present, fields, seen = set(), {}, {}
         for arg in op.arg:
@@ -329,7 +332,8 @@ class OpSchema(object):
             if spec is None:
                 continue  # unknown names are ignored, as in Caffe2 (DLRM's decay_)
             if spec.kind == "scalar":
-                field = next((f for f in ("f", "i", "s") if arg.HasField(f)), None)
+                field = "f" if arg.HasField("f") else "i" if arg.HasField("i") else \
+                    "s" if arg.HasField("s") else None
                 if field is None:
                     raise ArgumentError(
                         "Argument %s of op %s holds no scalar value (expected field f, i "
@@ -347,12 +351,15 @@ class OpSchema(object):
             values[name] = value
             present.add(name)
             fields[name] = field
-        for name, spec in self.args.items():
-            if spec.required and name not in present:
+        for name in self._required:
+            if name not in present:
                 raise ArgumentError("Argument '%s' is required for Operator '%s'."
                                     % (name, self.type))
         args = OpArgs(values, present, fields)
-        args._num_inputs, args._num_outputs = len(op.input), len(op.output)
+        if inputs is None:
+            args._num_inputs, args._num_outputs = len(op.input), len(op.output)
+        else:
+            args._num_inputs, args._num_outputs = len(inputs), len(outputs)
         args._def = op
         if self.arg_check is not None:
             self.arg_check(args)

@@ -131,14 +131,15 @@ def _compile(netdef, blobs):
         if option is not None and option.node_name:
             raise _fail(index, op, "node_name must be empty for all operators at "
                         "execution time.")
+        op_type = op.type
         try:
-            schema = registry.get(op.type)
+            schema = registry.get(op_type)
         except registry.UnknownOperatorError as exc:
             raise _fail(index, op, str(exc), registry.UnknownOperatorError)
-        inputs, outputs, op_type = list(op.input), list(op.output), op.type
+        inputs, outputs = list(op.input), list(op.output)
         try:
             schema.check(op, inputs, outputs)
-            args = schema.parse_args(op)
+            args = schema.parse_args(op, inputs, outputs)
         except SchemaError as exc:
             raise type(exc)("%s\n  (op #%d in net '%s')" % (exc, index, netdef.name))
         device = device_of(option)
