@@ -34,11 +34,11 @@ class GradientNotImplementedError(GraphnetError):
 class GradientContext(object):
     """The forward op and its output gradients, plus the naming helpers."""
 
-    def __init__(self, op, g_output):
+    def __init__(self, op, g_output, io=None):
         self.def_ = op
         self.g_output = list(g_output)
-        self._inputs = list(op.input)  # read once: each proto access costs a wrapper
-        self._outputs = None
+        # the op's input and output names, read once (each proto access costs a wrapper)
+        self._inputs, self._outputs = io if io is not None else (list(op.input), None)
         self.g_input = [None] * len(self._inputs)
 
     # forward blobs -----------------------------------------------------------
@@ -132,12 +132,13 @@ def make_gradient(op, g_output):
         raise GradientNotImplementedError(
             "Gradient maker for operator %s not implemented. (op: %s)"
             % (op.type, registry.short_text(op)))
+    inputs, outputs = list(op.input), list(op.output)
     try:
-        schema.check(op)
+        schema.check(op, inputs, outputs)
     except GraphnetError as exc:
         raise GraphnetError("(GradientMaker) Operator def did not pass schema checking: "
                             "%s" % exc)
-    g = GradientContext(op, g_output)
+    g = GradientContext(op, g_output, (inputs, outputs))
     ops = schema.gradient_maker(g) or []
     device_option = op.device_option if op.HasField("device_option") else None
     engine = op.engine if op.HasField("engine") else None

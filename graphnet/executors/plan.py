@@ -125,6 +125,7 @@ def _compile(netdef, blobs):
     external = set(netdef.external_input)
     produced = {}  # blob name -> static device of its latest producer
     backends = {}  # device -> backend_for(device), asked once per device
+    placed, kernels = {}, {}  # (schema, device) -> backend once checked; -> kernel
     steps, reads = [], []
     for index, op in enumerate(netdef.op):
         option = _merged_option(net_option, op)
@@ -143,13 +144,17 @@ def _compile(netdef, blobs):
         except SchemaError as exc:
             raise type(exc)("%s\n  (op #%d in net '%s')" % (exc, index, netdef.name))
         device = device_of(option)
-        try:
-            schema.check_device(device)
-            backend = backends.get(device)
-            if backend is None:
-                backend = backends[device] = backend_for(device)
-        except GraphnetError as exc:
-            raise _fail(index, op, str(exc), type(exc))
+        key = (schema, device)
+        backend = placed.get(key)
+        if backend is None:
+            try:
+                schema.check_device(device)
+                backend = backends.get(device)
+                if backend is None:
+                    backend = backends[device] = backend_for(device)
+            except GraphnetError as exc:
+                raise _fail(index, op, str(exc), type(exc))
+            placed[key] = backend
         known = []
         for name in inputs:
             if external and name not in external and name not in produced:
@@ -176,7 +181,10 @@ def _compile(netdef, blobs):
         step = Step()
         step.index, step.op, step.op_type, step.schema = index, op, op_type, schema
         step.args, step.device, step.backend = args, device, backend
-        step.kernel = schema.kernel_for(backend.name)
+        kernel = kernels.get(key)
+        if kernel is None:
+            kernel = kernels[key] = schema.kernel_for(backend.name)
+        step.kernel = kernel
         seed = option.random_seed if option is not None and option.HasField(
             "random_seed") else None
         step.ctx = KernelContext(backend, device, op, seed=seed, names=(inputs, outputs))
