@@ -12,6 +12,7 @@ import numpy as np
 
 from graphnet import registry
 from graphnet.proto import caffe2_pb2
+from graphnet.utils import gc_paused
 
 __all__ = ["Net", "operator_tracebacks"]
 
@@ -419,8 +420,10 @@ class Net(object):
         """Append the backward pass of `ys` (list, or dict of given gradients) and
         return the map {input blob: gradient blob or GradientSlice}."""
         from graphnet.gradients import GradientRegistry
-        grad_ops, input_to_grad = GradientRegistry.GetBackwardPass(self._net.op[skip:], ys)
-        self._ExtendOps(grad_ops)
+        with gc_paused():  # tens of objects per op, no cycles (see gc_paused)
+            grad_ops, input_to_grad = GradientRegistry.GetBackwardPass(
+                self._net.op[skip:], ys)
+            self._ExtendOps(grad_ops)
         return input_to_grad
 
     def DeduplicateGradientSlices(self, g, aggregator="sum"):
@@ -442,8 +445,12 @@ class Net(object):
         core = _core()
         BlobReference, _RectifyInputOutput = core.BlobReference, core._RectifyInputOutput
         inputs = _RectifyInputOutput(inputs)
+        if self._recreate_lookup_tables:
+            self._RecreateLookupTables()
+        defined, external = self._op_outputs, self._external_input_map
         for blob in inputs:
-            if not self.BlobIsDefined(blob):
+            name = blob._name  # BlobIsDefined, inline
+            if name not in defined and name not in external:
                 assert blob.Net() != self, \
                     "blob %s claims to come from net %s, which does not define it" % (
                         blob, self.Name())
@@ -456,18 +463,19 @@ class Net(object):
         explicit = {k: kwargs.pop(k) for k in _CREATE_OPERATOR_PARAMS if k in kwargs}
         op = self._net.op.add()  # filled in place: extend() would copy the message
         try:
-            _core().fill_operator(op, op_type, inputs, outputs, kwargs=kwargs, **explicit)
+            core.fill_operator(op, op_type, inputs, outputs, kwargs=kwargs, **explicit)
         except BaseException:
             del self._net.op[-1]  # a rejected op leaves the net as it was
             raise
-        self._op_outputs.update(op.output)
+        names = [blob._name for blob in outputs]  # what fill_operator wrote
+        self._op_outputs.update(names)
         operator_tracebacks.setdefault(self.Name(), {})[len(self._net.op) - 1] = \
             _extract_stacktrace()
-        if len(op.output) == 0:
+        if not names:
             return None
-        if len(op.output) == 1:
-            return BlobReference(op.output[0], self)
-        return tuple(BlobReference(o, self) for o in op.output)
+        if len(names) == 1:
+            return BlobReference(names[0], self)
+        return tuple(BlobReference(o, self) for o in names)
 
     def __getattr__(self, op_type):
         if op_type.startswith("__"):

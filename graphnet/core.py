@@ -200,19 +200,34 @@ def _RectifyInputOutput(blobs, net=None):
     if type(blobs) is BlobReference:
         return [blobs]
     if type(blobs) in (list, tuple):
-        rectified = []
+        rectified, prefix = [], None
         for blob in blobs:
-            if isinstance(blob, (bytes, str)):
+            if type(blob) is BlobReference:
+                rectified.append(blob)
+            elif isinstance(blob, (bytes, str)):
                 if isinstance(blob, bytes):
                     blob = blob.decode("utf-8")
-                rectified.append(ScopedBlobReference(blob, net=net))
-            elif type(blob) is BlobReference:
-                rectified.append(blob)
+                if prefix is None:
+                    prefix = scope.CurrentNameScope()  # ScopedBlobReference, once
+                rectified.append(BlobReference(prefix + blob, net))
             else:
                 raise TypeError("I/O blob #{} of unsupported type: {} of type {}"
                                 .format(len(rectified), str(blob), type(blob)))
         return rectified
     raise TypeError("Unknown input/output type: %s of type %s." % (str(blobs), type(blobs)))
+
+
+def _blob_names(blobs):
+    """[str(b) for b in _RectifyInputOutput(blobs)], without a second pass over a
+    list that is rectified already (Net hands fill_operator BlobReferences)."""
+    if type(blobs) is list:
+        names = []
+        for blob in blobs:
+            if type(blob) is not BlobReference:
+                return [str(b) for b in _RectifyInputOutput(blobs)]
+            names.append(blob._name)
+        return names
+    return [str(b) for b in _RectifyInputOutput(blobs)]
 
 
 def CreateOperator(operator_type, inputs, outputs, name="", control_input=None,
@@ -248,8 +263,8 @@ def fill_operator(operator, operator_type, inputs, outputs, name="", control_inp
         operator.debug_info = "".join(stack[:-frames])
     operator.type = operator_type
     operator.name = name
-    operator.input.extend([str(i) for i in _RectifyInputOutput(inputs)])
-    operator.output.extend([str(o) for o in _RectifyInputOutput(outputs)])
+    operator.input.extend(_blob_names(inputs))
+    operator.output.extend(_blob_names(outputs))
     if control_input:
         operator.control_input.extend(str(i) for i in _RectifyInputOutput(control_input))
     if device_option is not None:

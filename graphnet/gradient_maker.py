@@ -34,17 +34,21 @@ class GradientNotImplementedError(GraphnetError):
 class GradientContext(object):
     """The forward op and its output gradients, plus the naming helpers."""
 
-    def __init__(self, op, g_output):
+    def __init__(self, op, g_output, io=None):
         self.def_ = op
         self.g_output = list(g_output)
-        self.g_input = [None] * len(op.input)
+        # the op's input and output names, read once (each proto access costs a wrapper)
+        self._inputs, self._outputs = io if io is not None else (list(op.input), None)
+        self.g_input = [None] * len(self._inputs)
 
     # forward blobs -----------------------------------------------------------
     def I(self, k):  # noqa: E743 (Caffe2's name)
-        return self.def_.input[k]
+        return self._inputs[k]
 
     def O(self, k):  # noqa: E743
-        return self.def_.output[k]
+        if self._outputs is None:
+            self._outputs = list(self.def_.output)
+        return self._outputs[k]
 
     def arg(self, name, default=None):
         for a in self.def_.arg:
@@ -108,8 +112,8 @@ class GradientContext(object):
         """A gradient OperatorDef (post-processing is applied by make_gradient)."""
         op = caffe2_pb2.OperatorDef()
         op.type = op_type
-        op.input.extend(str(i) for i in inputs)
-        op.output.extend(str(o) for o in outputs)
+        op.input.extend([i if type(i) is str else str(i) for i in inputs])
+        op.output.extend([o if type(o) is str else str(o) for o in outputs])
         for key, value in args.items():
             if value is not None:
                 op.arg.add().CopyFrom(MakeArgument(key, value))
@@ -128,22 +132,26 @@ def make_gradient(op, g_output):
         raise GradientNotImplementedError(
             "Gradient maker for operator %s not implemented. (op: %s)"
             % (op.type, registry.short_text(op)))
+    inputs, outputs = list(op.input), list(op.output)
     try:
-        schema.check(op)
+        schema.check(op, inputs, outputs)
     except GraphnetError as exc:
         raise GraphnetError("(GradientMaker) Operator def did not pass schema checking: "
                             "%s" % exc)
-    g = GradientContext(op, g_output)
+    g = GradientContext(op, g_output, (inputs, outputs))
     ops = schema.gradient_maker(g) or []
+    device_option = op.device_option if op.HasField("device_option") else None
+    engine = op.engine if op.HasField("engine") else None
+    args = op.arg if schema.gradient_copies_args and len(op.arg) else None
     for grad_op in ops:
         grad_op.is_gradient_op = True
         grad_op.name = ""
-        if op.HasField("device_option"):
-            grad_op.device_option.CopyFrom(op.device_option)
-        if op.HasField("engine"):
-            grad_op.engine = op.engine
-        if schema.gradient_copies_args:
-            grad_op.arg.extend(op.arg)
+        if device_option is not None:
+            grad_op.device_option.CopyFrom(device_option)
+        if engine is not None:
+            grad_op.engine = engine
+        if args is not None:
+            grad_op.arg.extend(args)
     for k, gi in enumerate(g.g_input):
         if isinstance(gi, GradientSlice) and (gi.indices is None or gi.values is None):
             raise GraphnetError(

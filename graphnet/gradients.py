@@ -38,7 +38,9 @@ def _gradient_index(g_list):
     built once per op: Concat/Sum gradients of wide nets have hundreds of entries."""
     index = {}
     for i, g in enumerate(g_list):
-        if type(g) is GradientSlice:
+        if type(g) is str:
+            index.setdefault(g, i)
+        elif type(g) is GradientSlice:
             index.setdefault(str(g.indices), i)
             index.setdefault(str(g.values), i)
         elif g is not None:
@@ -62,7 +64,7 @@ class GradientRegistry(object):
     @classmethod
     def GetGradientForOp(cls, op, g_output):
         """(gradient ops, g_input) for one forward OperatorDef."""
-        g_output = [_untyped(g) for g in g_output]
+        g_output = [g if g is None or type(g) is str else _untyped(g) for g in g_output]
         try:
             gradient_ops, g_input = make_gradient(op, g_output)
         except Exception as exc:
@@ -104,19 +106,26 @@ class IR(object):
 
     def __init__(self, operators):
         self.ssa = []
-        self.input_usages = defaultdict(lambda: defaultdict(list))
+        # (name, version) -> indices of the ops reading that version; the last entry of
+        # an input's list is the latest reader (ys count as a reader past the end)
+        self.input_usages = {}
         self.frontier = defaultdict(int)
         self.gradient_frontier = {}
-        self.gradient_generators = defaultdict(lambda: defaultdict(list))
-        self.out_version_history = defaultdict(list)
-        self.in_version_history = defaultdict(list)
+        # (name, version) -> [GradGenMeta or SparseGradGenMeta]
+        self.gradient_generators = defaultdict(list)
+        self._io = []  # per ssa entry: (input names, output names) as lists
         for op in operators:
             self.Play(op)
         self.SanityCheck(operators)
 
     def SanityCheck(self, operators):
+        read = None
         for op in operators:
-            if op.type == "StopGradient" and op.output[0] not in self.input_usages:
+            if op.type != "StopGradient":
+                continue
+            if read is None:
+                read = {name for name, _ in self.input_usages}
+            if op.output[0] not in read:
                 raise ValueError(
                     "StopGradient's output '{}' is orphan.\nYou typically want to "
                     "specify same input and output for\nStopGradient. Op:\n\n{}".format(
@@ -124,23 +133,47 @@ class IR(object):
 
     def Play(self, op):
         """Record op's input versions and bump its outputs' versions."""
+        inputs, outputs = list(op.input), list(op.output)
+        frontier, usages, index = self.frontier, self.input_usages, len(self.ssa)
         in_versions = {}
-        for s in op.input:
-            in_versions[s] = self.frontier[s]
-            self.input_usages[s][self.frontier[s]].append(len(self.ssa))
-            self.in_version_history[s].append((op, self.frontier[s]))
+        for s in inputs:
+            version = in_versions[s] = frontier[s]
+            key = (s, version)
+            users = usages.get(key)
+            if users is None:
+                usages[key] = [index]
+            else:
+                users.append(index)
         out_versions = {}
-        for s in op.output:
-            if s in self.frontier:
-                self.frontier[s] += 1
-            out_versions[s] = self.frontier[s]
-            self.out_version_history[s].append((op, self.frontier[s]))
+        for s in outputs:
+            if s in frontier:
+                frontier[s] += 1
+            out_versions[s] = frontier[s]
         self.ssa.append(OpSSA(op, in_versions, out_versions))
+        self._io.append((inputs, outputs))
+
+    def _version_history(self, name, outputs):
+        """[(op, version)] of each read (outputs=False) or write of `name`, in order:
+        Play's bookkeeping replayed (only error messages need it)."""
+        frontier, history = defaultdict(int), []
+        for op, _, _ in self.ssa:
+            for s in op.input:
+                version = frontier[s]
+                if not outputs and s == name:
+                    history.append((op, version))
+            for s in op.output:
+                if s in frontier:
+                    frontier[s] += 1
+                if outputs and s == name:
+                    history.append((op, frontier[s]))
+                else:
+                    frontier[s]
+        return history
 
     # --- checks -----------------------------------------------------------------------
-    def _history(self, name, history, what, hint):
+    def _history(self, name, outputs, what, hint):
         lines = ["DEBUG HELP:", hint, "== Version history of blob [{}]".format(name)]
-        for op, version in history[name]:
+        for op, version in self._version_history(name, outputs):
             lines.append("Version ({}) {} <-- {}".format(what, version, op))
         return "\n".join(lines) + "\n"
 
@@ -159,7 +192,7 @@ class IR(object):
                     ' but currently we have version %d.\n\n' % (
                         grad_op_input, out_versions[original_name], original_name,
                         self.gradient_frontier[original_name])
-                    + self._history(original_name, self.out_version_history, "out",
+                    + self._history(original_name, True, "out",
                                     "Maybe you use same output blob twice for different "
                                     "ops?"))
         elif grad_op_input in out_versions:
@@ -168,7 +201,7 @@ class IR(object):
                     'Gradient operator needs output "%s" at version %d, but currently we '
                     'have version %d.\n\n' % (grad_op_input, out_versions[grad_op_input],
                                              self.frontier[grad_op_input])
-                    + self._history(grad_op_input, self.out_version_history, "out",
+                    + self._history(grad_op_input, True, "out",
                                     "Maybe you use same output blob twice for different "
                                     "ops?"))
         elif grad_op_input in in_versions:
@@ -177,7 +210,7 @@ class IR(object):
                     'Gradient operator needs input "%s" at version %d, but currently we '
                     'have version %d.\n\n' % (grad_op_input, in_versions[grad_op_input],
                                              self.frontier[grad_op_input])
-                    + self._history(grad_op_input, self.in_version_history, "in",
+                    + self._history(grad_op_input, False, "in",
                                     "Maybe the blob was overwritten by another op?"))
         elif grad_op_input not in locally_generated_blobs:
             raise RuntimeError(
@@ -187,73 +220,89 @@ class IR(object):
 
     # --- generators ----------------------------------------------------------------------
     def AppendSparseGenerators(self, sparse_generators):
-        """Merge the indices and values halves of each sparse gradient."""
-        for name, by_version in sparse_generators.items():
-            for version, generators in by_version.items():
-                if len(generators) == 1:
-                    generator = generators[0]
-                else:
-                    assert len(generators) == 2
-                    op1_i, idx1_i, op1_v, idx1_v, g1, dev1 = generators[0]
-                    op2_i, idx2_i, op2_v, idx2_v, g2, dev2 = generators[1]
-                    assert g1 == g2
-                    assert dev1 == dev2, \
-                        "Unequal devices for sparse generators: {} and {}".format(
-                            dev1, dev2)
-                    generator = SparseGradGenMeta(op1_i or op2_i, idx1_i + idx2_i,
-                                                  op1_v or op2_v, idx1_v + idx2_v, g1,
-                                                  dev1)
-                self.gradient_generators[name][version].append(generator)
+        """Merge the indices and values halves of each sparse gradient
+        (sparse_generators: {(name, version): [SparseGradGenMeta]})."""
+        for key, generators in sparse_generators.items():
+            if len(generators) == 1:
+                generator = generators[0]
+            else:
+                assert len(generators) == 2
+                op1_i, idx1_i, op1_v, idx1_v, g1, dev1 = generators[0]
+                op2_i, idx2_i, op2_v, idx2_v, g2, dev2 = generators[1]
+                assert g1 == g2
+                assert dev1 == dev2, \
+                    "Unequal devices for sparse generators: {} and {}".format(dev1, dev2)
+                generator = SparseGradGenMeta(op1_i or op2_i, idx1_i + idx2_i,
+                                              op1_v or op2_v, idx1_v + idx2_v, g1, dev1)
+            self.gradient_generators[key].append(generator)
 
     def BuildGradientGenerators(self, fwd_op_idx, gradient_ops, g_output, g_input):
         """Check the gradient ops' inputs; record who generates each input gradient."""
         forward_op, in_versions, out_versions = self.ssa[fwd_op_idx]
+        fwd_inputs, fwd_outputs = self._io[fwd_op_idx]
+        frontier, gradient_frontier = self.frontier, self.gradient_frontier
+        generators = self.gradient_generators
         locally_generated_blobs = set()
-        sparse_generators = defaultdict(lambda: defaultdict(list))
+        sparse_generators = None
         output_index, input_index_of = _gradient_index(g_output), _gradient_index(g_input)
         for grad_op in gradient_ops:
             for s in grad_op.input:
-                self.CheckGradientOperatorInput(s, g_output, fwd_op_idx,
-                                                locally_generated_blobs, output_index)
-            locally_generated_blobs.update(str(s) for s in grad_op.output)
-            for i, output in enumerate(grad_op.output):
-                input_index = input_index_of.get(str(output))
+                # CheckGradientOperatorInput's tests, inline; it reports a failure
+                original_index = output_index.get(s)
+                if original_index is not None:
+                    original_name = fwd_outputs[original_index]
+                    ok = out_versions[original_name] == gradient_frontier[original_name]
+                elif s in out_versions:
+                    ok = frontier[s] == out_versions[s]
+                elif s in in_versions:
+                    ok = frontier[s] == in_versions[s]
+                else:
+                    ok = s in locally_generated_blobs
+                if not ok:
+                    self.CheckGradientOperatorInput(s, g_output, fwd_op_idx,
+                                                    locally_generated_blobs, output_index)
+            grad_outputs = list(grad_op.output)
+            locally_generated_blobs.update(grad_outputs)
+            device_option = None
+            for i, output in enumerate(grad_outputs):
+                input_index = input_index_of.get(output)
                 if input_index is None:
                     continue
-                input_name = forward_op.input[input_index]
-                input_version = in_versions[input_name]
+                input_name = fwd_inputs[input_index]
+                key = (input_name, in_versions[input_name])
                 g = g_input[input_index]
+                if device_option is None:
+                    device_option = grad_op.device_option
                 if type(g) is GradientSlice:
                     if g.indices == output:
-                        m = SparseGradGenMeta(grad_op, i, None, 0, g,
-                                              grad_op.device_option)
+                        m = SparseGradGenMeta(grad_op, i, None, 0, g, device_option)
                     else:
                         assert g.values == output
-                        m = SparseGradGenMeta(None, 0, grad_op, i, g,
-                                              grad_op.device_option)
-                    sparse_generators[input_name][input_version].append(m)
+                        m = SparseGradGenMeta(None, 0, grad_op, i, g, device_option)
+                    if sparse_generators is None:
+                        sparse_generators = defaultdict(list)
+                    sparse_generators[key].append(m)
                 else:
-                    self.gradient_generators[input_name][input_version].append(
-                        GradGenMeta(grad_op, i, g, grad_op.device_option))
-        self.AppendSparseGenerators(sparse_generators)
+                    generators[key].append(GradGenMeta(grad_op, i, g, device_option))
+        if sparse_generators is not None:
+            self.AppendSparseGenerators(sparse_generators)
         # Gradients passed straight through (Sum, Gather axis 0) have no producer op.
         for input_index, g in enumerate(g_input):
-            if not g:
+            if g is None:
                 continue
-            input_name = forward_op.input[input_index]
+            input_name = fwd_inputs[input_index]
             input_version = in_versions[input_name]
-            if type(g) is GradientSlice:
+            if not g:
+                pass
+            elif type(g) is GradientSlice:
                 if str(g.indices) not in locally_generated_blobs and \
                         str(g.values) not in locally_generated_blobs:
-                    self.gradient_generators[input_name][input_version].append(
+                    generators[input_name, input_version].append(
                         SparseGradGenMeta(None, 0, None, 0, g, forward_op.device_option))
             elif str(g) not in locally_generated_blobs:
-                self.gradient_generators[input_name][input_version].append(
+                generators[input_name, input_version].append(
                     GradGenMeta(None, 0, g, forward_op.device_option))
-        for i, g in enumerate(g_input):
-            if g is not None:
-                input_name = forward_op.input[i]
-                self.gradient_frontier[input_name] = in_versions[input_name]
+            gradient_frontier[input_name] = input_version
 
     # --- accumulation ------------------------------------------------------------------------
     def _GetSumOpOutputName(self, generators, input_name):
@@ -344,7 +393,7 @@ class IR(object):
         return sum_ops, GradientSlice(indices=names[0], values=names[2])
 
     def _MakeSumOps(self, input_name, input_version):
-        generators = self.gradient_generators[input_name][input_version]
+        generators = self.gradient_generators[input_name, input_version]
         out_base_name = self._GetSumOpOutputName(generators, input_name)
         if type(generators[0]) is GradGenMeta:
             sum_ops, g = self._MakeDenseSumOps(generators, out_base_name)
@@ -369,14 +418,15 @@ class IR(object):
     def DoGradientAccumulation(self, fwd_op_idx):
         """Sum/Concat the gradients of inputs whose version several ops read,
         once the first reader (the last in backward order) has been processed."""
-        forward_op, in_versions, _ = self.ssa[fwd_op_idx]
+        in_versions = self.ssa[fwd_op_idx].in_versions
+        usages = self.input_usages
         additional_sum_ops, grad_map = [], {}
-        for input_name in dict.fromkeys(forward_op.input):
+        for input_name in dict.fromkeys(self._io[fwd_op_idx][0]):
             input_version = in_versions[input_name]
-            usage = self.input_usages[input_name][input_version]
+            usage = usages[input_name, input_version]
             if len(usage) <= 1 or fwd_op_idx != usage[0]:
                 continue
-            generators = self.gradient_generators[input_name][input_version]
+            generators = self.gradient_generators[input_name, input_version]
             try:
                 if not self._VerifyGradientGenerators(generators):
                     continue
@@ -403,23 +453,23 @@ class IR(object):
             input_to_grad[str(y)] = (GradientSlice(str(g[0]), str(g[1]))
                                      if isinstance(g, GradientSlice) else str(g))
             if autograd_op is not None:
-                self.gradient_generators[str(y)][self.frontier[str(y)]].append(
+                self.gradient_generators[str(y), self.frontier[str(y)]].append(
                     GradGenMeta(autograd_op, 0, str(g), autograd_op.device_option))
         return input_to_grad, gradient_ops
 
     def _GenerateGradientsForForwardOp(self, forward_op_idx, input_to_grad):
         new_input_to_grad, gradient_ops = {}, []
         forward_op = self.ssa[forward_op_idx].op
-        g_output = [input_to_grad.get(name, None) for name in forward_op.output]
-        if not all(g is None for g in g_output) or forward_op.type == "ZeroGradient":
+        inputs, outputs = self._io[forward_op_idx]
+        g_output = [input_to_grad.get(name, None) for name in outputs]
+        if any(g is not None for g in g_output) or forward_op.type == "ZeroGradient":
             gradient_ops, g_input = GradientRegistry.GetGradientForOp(forward_op,
                                                                       g_output)
             self.BuildGradientGenerators(forward_op_idx, gradient_ops, g_output, g_input)
-            for name, grad in zip(forward_op.input, g_input):
+            for name, grad in zip(inputs, g_input):
                 # Never overwrite a known gradient with None, unless the input is
                 # also an output of this op (its version changed).
-                if grad is not None or name not in input_to_grad or \
-                        name in list(forward_op.output):
+                if grad is not None or name not in input_to_grad or name in outputs:
                     new_input_to_grad[name] = grad
         return new_input_to_grad, gradient_ops
 
@@ -433,7 +483,8 @@ class IR(object):
             raise TypeError("ys should either be a list or a dict.")
         for y in ys:
             self.gradient_frontier[y] = self.frontier[y]
-            self.input_usages[str(y)][self.frontier[str(y)]].append(len(self.ssa))
+            self.input_usages.setdefault((str(y), self.frontier[str(y)]), []).append(
+                len(self.ssa))
         all_input_to_grad, all_gradient_ops = self._GetInitGradients(ys)
         for forward_op_idx in reversed(range(len(self.ssa))):
             input_to_grad, gradient_ops = self._GenerateGradientsForForwardOp(

@@ -182,11 +182,15 @@ class OpSchema(object):
         self.output_check = output_check
         self.args = {a.name: a for a in args}
         self._defaults = {a.name: a.default for a in args}  # parse_args starts from these
+        self._required = tuple(n for n, a in self.args.items() if a.required)
         self.allows_inplace = _pair_rule(allow_inplace)
         self.enforces_inplace = _pair_rule(enforce_inplace)
         # the enforced pairs themselves when listed (checked without an n_in x n_out scan)
         self._enforced_pairs = None if callable(enforce_inplace) else frozenset(
             enforce_inplace or ())
+        self._enforced_sorted = None if self._enforced_pairs is None else tuple(
+            sorted(self._enforced_pairs))
+        self._counts_ok = set()  # (n_in, n_out) that passed the count rules
         self.cpu_inputs = frozenset(cpu_inputs)
         self.cpu_outputs = frozenset(cpu_outputs)
         self.devices = devices or default_devices
@@ -272,6 +276,35 @@ class OpSchema(object):
         if inputs is None:
             inputs, outputs = list(op.input), list(op.output)
         n_in, n_out = len(inputs), len(outputs)
+        if (n_in, n_out) not in self._counts_ok:
+            reason = self._count_reason(n_in, n_out)
+            if reason:
+                return reason
+            self._counts_ok.add((n_in, n_out))
+        if not set(inputs).isdisjoint(outputs):
+            out_slots = {}
+            for o, name_out in enumerate(outputs):
+                out_slots.setdefault(name_out, []).append(o)
+            for i, name_in in enumerate(inputs):
+                for o in out_slots.get(name_in, ()):
+                    if not (self.allows_inplace(i, o) or self.enforces_inplace(i, o)):
+                        return ("Input index %d and output idx %d (%s) are set to be "
+                                "in-place but this is actually not supported by op %s."
+                                % (i, o, name_in, self.type))
+        pairs = self._enforced_sorted
+        if pairs is None:
+            pairs = sorted((i, o) for i in range(n_in) for o in range(n_out)
+                           if self.enforces_inplace(i, o))
+        for i, o in pairs:
+            if i < n_in and o < n_out and inputs[i] != outputs[o]:
+                return ("Input index %d (%s) and output idx %d (%s) are not in-place "
+                        "but should be as required by op %s."
+                        % (i, inputs[i], o, outputs[o], self.type))
+        return None
+
+    def _count_reason(self, n_in, n_out):
+        """Why n_in inputs and n_out outputs are refused, or None (the count rules
+        depend on the counts only: _check_reason remembers the accepted ones)."""
         for what, n, low, high, pred in (
                 ("Input", n_in, self.min_inputs, self.max_inputs, self.input_check),
                 ("Output", n_out, self.min_outputs, self.max_outputs, self.output_check)):
@@ -284,28 +317,12 @@ class OpSchema(object):
         if self.same_number_of_outputs and n_in != n_out:
             return ("Output size %d not matching expected output size, which is %d. Fix: "
                     "give %s one output per input." % (n_out, n_in, self.type))
-        out_slots = {}
-        for o, name_out in enumerate(outputs):
-            out_slots.setdefault(name_out, []).append(o)
-        for i, name_in in enumerate(inputs):
-            for o in out_slots.get(name_in, ()):
-                if not (self.allows_inplace(i, o) or self.enforces_inplace(i, o)):
-                    return ("Input index %d and output idx %d (%s) are set to be in-place "
-                            "but this is actually not supported by op %s."
-                            % (i, o, name_in, self.type))
-        pairs = self._enforced_pairs
-        if pairs is None:
-            pairs = [(i, o) for i in range(n_in) for o in range(n_out)
-                     if self.enforces_inplace(i, o)]
-        for i, o in sorted(pairs):
-            if i < n_in and o < n_out and inputs[i] != outputs[o]:
-                return ("Input index %d (%s) and output idx %d (%s) are not in-place "
-                        "but should be as required by op %s."
-                        % (i, inputs[i], o, outputs[o], self.type))
         return None
 
-    def parse_args(self, op):
-        """Typed argument values with defaults; raises ArgumentError like Caffe2."""
+    def parse_args(self, op, inputs=None, outputs=None):
+        """Typed argument values with defaults; raises ArgumentError like Caffe2
+        (`inputs`/`outputs`: the op's input and output names, when the caller has
+        them)."""
         values = dict(self._defaults)
         present, fields, seen = set(), {}, {}
         for arg in op.arg:
@@ -322,7 +339,8 @@ class OpSchema(object):
             if spec is None:
                 continue  # unknown names are ignored, as in Caffe2 (DLRM's decay_)
             if spec.kind == "scalar":
-                field = next((f for f in ("f", "i", "s") if arg.HasField(f)), None)
+                field = "f" if arg.HasField("f") else "i" if arg.HasField("i") else \
+                    "s" if arg.HasField("s") else None
                 if field is None:
                     raise ArgumentError(
                         "Argument %s of op %s holds no scalar value (expected field f, i "
@@ -340,12 +358,15 @@ class OpSchema(object):
             values[name] = value
             present.add(name)
             fields[name] = field
-        for name, spec in self.args.items():
-            if spec.required and name not in present:
+        for name in self._required:
+            if name not in present:
                 raise ArgumentError("Argument '%s' is required for Operator '%s'."
                                     % (name, self.type))
         args = OpArgs(values, present, fields)
-        args._num_inputs, args._num_outputs = len(op.input), len(op.output)
+        if inputs is None:
+            args._num_inputs, args._num_outputs = len(op.input), len(op.output)
+        else:
+            args._num_inputs, args._num_outputs = len(inputs), len(outputs)
         args._def = op
         if self.arg_check is not None:
             self.arg_check(args)
@@ -447,13 +468,14 @@ def _ensure_loaded():
 
 def lookup(op_type):
     """The schema of `op_type`, or None."""
-    _ensure_loaded()
+    if not _LOADED[0]:
+        _ensure_loaded()
     return _SCHEMAS.get(op_type)
 
 
 def get(op_type):
     """The schema of `op_type`; unknown types raise with 'Did you mean' suggestions."""
-    schema = lookup(op_type)
+    schema = _SCHEMAS.get(op_type) if _LOADED[0] else lookup(op_type)
     if schema is None:
         close = difflib.get_close_matches(op_type, list(_SCHEMAS), n=5, cutoff=0.6)
         raise UnknownOperatorError(

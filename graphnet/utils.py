@@ -4,6 +4,8 @@ Imports numpy, protobuf and the proto module only.
 """
 
 import collections.abc
+import contextlib
+import gc
 
 import numpy as np
 from google.protobuf.message import Message
@@ -232,3 +234,17 @@ def raiseIfNotEqual(a, b, msg):
 def EnumClassKeyVals(cls):
     """dict of the non-dunder attributes of an enum-like class."""
     return {k: v for k, v in vars(cls).items() if not k.startswith("__")}
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector for a block that allocates many objects
+    and no cycles (CreateNet's plan, the backward pass): its full passes over a heap
+    that grows with the net make building and creating large nets superlinear."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
