@@ -128,7 +128,8 @@ def _compile(netdef, blobs):
     placed, kernels = {}, {}  # (schema, device) -> backend once checked; -> kernel
     steps, reads = [], []
     for index, op in enumerate(netdef.op):
-        option = _merged_option(net_option, op)
+        option = (_merged_option(net_option, op) if net_option is not None else
+                  op.device_option if op.HasField("device_option") else None)
         if option is not None and option.node_name:
             raise _fail(index, op, "node_name must be empty for all operators at "
                         "execution time.")
@@ -173,9 +174,11 @@ def _compile(netdef, blobs):
             want, outs = schema.devices(schema, device, len(inputs), len(outputs), known)
         except GraphnetError as exc:
             raise _fail(index, op, str(exc), type(exc))
-        for i, name in enumerate(inputs):
-            if want[i] is not None and known[i] is not None and known[i] != want[i]:
-                reads.append(CrossDeviceRead(index, op_type, name, i, known[i], want[i]))
+        if known != want:  # (the common case: every input where the op wants it)
+            for i, name in enumerate(inputs):
+                if want[i] is not None and known[i] is not None and known[i] != want[i]:
+                    reads.append(CrossDeviceRead(index, op_type, name, i, known[i],
+                                                 want[i]))
         for name, out_device in zip(outputs, outs):
             produced[name] = out_device
         step = Step()
@@ -191,7 +194,7 @@ def _compile(netdef, blobs):
         step.in_names, step.out_names = inputs, outputs
         step.want_devices, step.out_devices = want, outs
         step.dynamic_devices = schema.devices is not default_devices
-        step.warned = set()
+        step.warned = None  # the cross-device reads already warned about, once there is one
         steps.append(step)
     for name in netdef.external_output:
         if name not in produced and name not in external:
@@ -217,6 +220,8 @@ def _compile(netdef, blobs):
 def warn_cross_device(plan_name, step, i, blob_device, want):
     """Warn once per (op, blob) that a cross-device read was served by a transfer."""
     key = (i, blob_device)
+    if step.warned is None:
+        step.warned = set()
     if key in step.warned:
         return
     step.warned.add(key)
