@@ -14,7 +14,7 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (canonical_axis, checked, dims_text, numel, type_mismatch,
                       unsupported_type)
-from ._fused import vm_kernel
+from ._fused import vm_helper, vm_kernel
 
 
 _F32, _F32_F16 = (np.dtype(np.float32),), (np.dtype(np.float32), np.dtype(np.float16))
@@ -448,6 +448,23 @@ def _lower_fc_gradient(f):
     return ok
 
 
+@vm_helper
+def _small_product(f4, a, b, y, m, k, n, ta, tb):
+    """y (m, n) = op(a) @ op(b) on the flat arena, rows of y updated as axpys."""
+    f4[y:y + m * n] = 0
+    for i in range(m):
+        row = y + i * n
+        for q in range(k):
+            left = f4[a + q * m + i] if ta else f4[a + i * k + q]
+            if tb:
+                for j in range(n):
+                    f4[row + j] += left * f4[b + j * k + q]
+            else:
+                start = b + q * n
+                for j in range(n):
+                    f4[row + j] += left * f4[start + j]
+
+
 @vm_kernel
 def batch_matmul_vm(c, p, f4, i4, i8):
     """y[s] = op(a[s]) @ op(b[s]) (batch, m, k, n, trans_a, trans_b, a, b, y)."""
@@ -455,15 +472,8 @@ def batch_matmul_vm(c, p, f4, i4, i8):
     a, b, y = c[p + 6], c[p + 7], c[p + 8]
     for s in range(batch):
         a0, b0, y0 = a + s * m * k, b + s * k * n, y + s * m * n
-        if m * n * k <= 4096:  # loops beat a BLAS call on DLRM's interaction products
-            for i in range(m):
-                for j in range(n):
-                    total = np.float32(0)
-                    for q in range(k):
-                        left = f4[a0 + q * m + i] if ta else f4[a0 + i * k + q]
-                        right = f4[b0 + j * k + q] if tb else f4[b0 + q * n + j]
-                        total += left * right
-                    f4[y0 + i * n + j] = total
+        if m * n * k <= 512:  # loops beat a BLAS call on tiny products
+            _small_product(f4, a0, b0, y0, m, k, n, ta, tb)
             continue
         out = f4[y0:y0 + m * n].reshape((m, n))
         left = f4[a0:a0 + m * k]
