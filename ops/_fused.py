@@ -53,13 +53,21 @@ def vm_bind(module_name, name, provider):
 
 
 def compiled_kernels():
-    """Every kernel compiled (numba), helpers bound in their modules first; None
+    """Every kernel compiled (numba, cached on disk; division by zero gives inf/NaN as
+    numpy's, not Python's exception), helpers bound in their modules first; None
     without numba."""
     if not _COMPILED:
-        from ._common import numba_jit
-        if numba_jit(numel) is None:
+        try:
+            import numba
+        except ImportError:
             return None
-        compiled = {function: numba_jit(function) for function in _HELPERS}
+
+        def jit(function):
+            try:
+                return numba.njit(nogil=True, cache=True, error_model="numpy")(function)
+            except RuntimeError:  # no writable cache location
+                return numba.njit(nogil=True, error_model="numpy")(function)
+        compiled = {function: jit(function) for function in _HELPERS}
         for name, module in list(sys.modules.items()):  # every module importing one
             if name.startswith("graphnet.ops") and module is not None:
                 space = module.__dict__
@@ -68,7 +76,7 @@ def compiled_kernels():
                         space[key] = compiled[value]
         for module_name, name, provider in _BINDINGS:
             sys.modules[module_name].__dict__[name] = provider()
-        _COMPILED.append([numba_jit(k) for k in KERNELS])
+        _COMPILED.append([jit(k) for k in KERNELS])
     return _COMPILED[0]
 
 

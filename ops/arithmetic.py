@@ -3,8 +3,9 @@ gradient ops, and SumReduceLike (a broadcast's reverse).
 Imports numpy, the registry and ops._common only.
 """
 
-from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, OpSchema, TensorInfo, enforce, get as registry_get
 
+from ._fused import vm_kernel
 from ._common import (BCAST_ARGS, FLOATS, NUMERIC, broadcast_shape, dims_text,
                       expect_dtype, expect_dtypes, legacy_dims, reduce_to,
                       resolve_axis)
@@ -203,3 +204,31 @@ def sum_reduce_like(ctx, args, a, b):
         return ctx.xp.array(a, copy=True)
     a_dims, b_dims = plan
     return reduce_to(ctx.xp, a.reshape(a_dims), b_dims).reshape(b.shape)
+
+
+# --- fused lowering (graphnet.executors.fused): float32, same shapes, no broadcast ------
+
+_OPCODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
+
+
+@vm_kernel
+def binary_vm(c, p, f4, i4, i8):
+    """c = a (op) b elementwise (n, a, b, out, opcode: add, sub, mul, div)."""
+    n, a, b, out, code = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4]
+    for i in range(n):
+        x, y = f4[a + i], f4[b + i]
+        f4[out + i] = x + y if code == 0 else x - y if code == 1 else \
+            x * y if code == 2 else x / y
+    return True
+
+
+def _lower_binary(f):
+    if not (f.all_dtypes("float32") and f.in_info[0].shape == f.in_info[1].shape
+            == f.out_info[0].shape):
+        return False
+    f.emit(binary_vm, f.size(), f.off(0), f.off(1), f.out(0), _OPCODES[f.step.op_type])
+    return True
+
+
+for _name in _BINARY:
+    registry_get(_name).lowering(_lower_binary)

@@ -105,6 +105,25 @@ def test_scale_sum_flatten_resize_like_fill():
     run_cases(net, feeds, reference)
 
 
+def test_add_sub_mul_div_same_shapes():
+    rng = np.random.default_rng(15)
+    feeds = {"a": rand(rng, 3, 4), "b": rand(rng, 3, 4)}
+    feeds["b"][1, 2] = 0.0  # x / 0: inf or NaN, as numpy (not an exception)
+    feeds["a"][2, 3] = 0.0
+    feeds["b"][2, 3] = 0.0
+    net = core.Net("arith")
+    for op in ("Add", "Sub", "Mul", "Div"):
+        net.__getattr__(op)(["a", "b"], op.lower())
+
+    def reference(s):
+        with np.errstate(all="ignore"):
+            return {"add": s["a"] + s["b"], "sub": s["a"] - s["b"], "mul": s["a"] * s["b"],
+                    "div": s["a"] / s["b"]}
+    run_cases(net, feeds, reference)
+    div = workspace.FetchBlob("div")
+    assert np.isinf(div[1, 2]) and np.isnan(div[2, 3])
+
+
 def test_iter_learning_rate_weighted_sum_accumulate():
     rng = np.random.default_rng(2)
     feeds = {"it": np.array([7], np.int64), "w": rand(rng, 4, 3), "g": rand(rng, 4, 3),
