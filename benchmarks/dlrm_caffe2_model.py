@@ -90,12 +90,14 @@ def make_data(cfg, num_batches, seed=123):
     return weights, batches
 
 
-def build(cfg, train, learning_rate=0.01):
+def build(cfg, train, learning_rate=0.01, net_type=None):
     """The Caffe2 model; returns (model, loss blob name or None)."""
     from caffe2.python import brew, model_helper
 
     model = model_helper.ModelHelper(name="dlrm")
     net = model.net
+    if net_type:
+        net.Proto().type = net_type
 
     def mlp(x, tag, layers, sigmoid_last):
         for k in range(len(layers) - 1):
@@ -144,6 +146,38 @@ def feed_batch(workspace, batch):
     workspace.FeedBlob("target", target)
 
 
+def create(workspace, cfg, weights, batch, train=True, **build_args):
+    """A fresh workspace holding the model's weights and `batch`, its init net run and
+    its net created; returns (model, loss blob name or None)."""
+    workspace.ResetWorkspace()
+    model, loss = build(cfg, train=train, **build_args)
+    for name, value in sorted(weights.items()):
+        workspace.FeedBlob(name, value)
+    workspace.FeedBlob("tril_indices", tril_indices(len(cfg["rows"]) + 1))
+    feed_batch(workspace, batch)
+    workspace.RunNetOnce(model.param_init_net)
+    workspace.CreateNet(model.net)
+    return model, loss
+
+
+TEST_CONFIG = {"name": "test", "dense": 5, "bot": [5, 12, 4], "rows": [40, 2500, 7],
+               "dim": 4, "top": [4 + 6, 8, 1], "batch": 32, "lookups": 30}
+
+
+def train_losses(workspace, iters, cfg=TEST_CONFIG, num_batches=3, seed=5,
+                 learning_rate=0.3):
+    """Train `iters` steps cycling `num_batches` batches (the tests' check of kernels and
+    executors); returns (losses, model, the weights' names)."""
+    weights, batches = make_data(cfg, num_batches, seed=seed)
+    model, loss = create(workspace, cfg, weights, batches[0], learning_rate=learning_rate)
+    losses = []
+    for it in range(iters):
+        feed_batch(workspace, batches[it % len(batches)])
+        workspace.RunNet(model.net.Name())
+        losses.append(float(workspace.FetchBlob(loss)))
+    return np.array(losses), model, sorted(weights)
+
+
 def run_arguments(doc):
     """The command-line options every peer's script takes."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
@@ -163,15 +197,8 @@ def main(argv=None):
     from caffe2.python import workspace
     cfg = config(args.config)
     weights, batches = make_data(cfg, args.batches)
-    workspace.ResetWorkspace()
-    model, loss = build(cfg, train=not args.inference)
-    model.net.Proto().type = args.net_type
-    for name, value in sorted(weights.items()):
-        workspace.FeedBlob(name, value)
-    workspace.FeedBlob("tril_indices", tril_indices(len(cfg["rows"]) + 1))
-    feed_batch(workspace, batches[0])
-    workspace.RunNetOnce(model.param_init_net)
-    workspace.CreateNet(model.net)
+    model, loss = create(workspace, cfg, weights, batches[0], train=not args.inference,
+                         net_type=args.net_type)
     times, losses = [], []
     for it in range(args.warmup + args.iters):
         batch = batches[it % len(batches)]

@@ -32,14 +32,7 @@ from graphnet.executors.run import runners  # noqa: E402
 def profile(config, iters):
     cfg = model.config(config)
     weights, batches = model.make_data(cfg, 4)
-    workspace.ResetWorkspace()
-    built, _ = model.build(cfg, train=True)
-    for name, value in weights.items():
-        workspace.FeedBlob(name, value)
-    workspace.FeedBlob("tril_indices", model.tril_indices(len(cfg["rows"]) + 1))
-    model.feed_batch(workspace, batches[0])
-    workspace.RunNetOnce(built.param_init_net)
-    workspace.CreateNet(built.net)
+    built, _ = model.create(workspace, cfg, weights, batches[0])
     plan = workspace._ws()._nets[built.net.Name()]  # the compiled Plan CreateNet made
     steps, closures = plan.steps, runners(plan)
     times = collections.defaultdict(list)

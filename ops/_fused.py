@@ -21,9 +21,9 @@ import sys
 
 import numpy as np
 
-__all__ = ["vm_kernel", "vm_helper", "vm_bind", "ints_equal_vm", "fill_zero_vm", "KERNELS", "compiled_kernels", "F32_ARENA",
-           "INT32", "INT64", "numel", "copy_vm", "put_block_vm",
-           "take_block_vm", "rows_in_range"]
+__all__ = ["vm_kernel", "vm_helper", "vm_bind", "KERNELS", "compiled_kernels",
+           "F32_ARENA", "INT32", "INT64", "numel", "rows_in_range", "copy_vm",
+           "block_copy_vm", "ints_equal_vm", "fill_zero_vm"]
 
 F32_ARENA, INT32, INT64 = 0, 1, 2  # arena kinds (INT32/INT64 also index operand kinds)
 
@@ -110,24 +110,18 @@ def copy_vm(c, p, f4, i4, i8):
 
 
 @vm_kernel
-def put_block_vm(c, p, f4, i4, i8):
-    """y viewed (outer, width): columns [offset, offset + inner) := x (outer, inner)."""
-    x, y, outer, width, offset, inner = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], \
-        c[p + 5]
+def block_copy_vm(c, p, f4, i4, i8):
+    """Columns [offset, offset + inner) of the (outer, width) view at `wide`, to or from
+    the (outer, inner) array at `narrow` (narrow, wide, outer, width, offset, inner,
+    into_wide): Concat writes its inputs into the wide view, Split reads them out."""
+    narrow, wide, outer, width, offset, inner, into_wide = c[p], c[p + 1], c[p + 2], \
+        c[p + 3], c[p + 4], c[p + 5], c[p + 6]
     for o in range(outer):
         for i in range(inner):
-            f4[y + o * width + offset + i] = f4[x + o * inner + i]
-    return True
-
-
-@vm_kernel
-def take_block_vm(c, p, f4, i4, i8):
-    """y (outer, inner) := x viewed (outer, width), columns [offset, offset + inner)."""
-    x, y, outer, width, offset, inner = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4], \
-        c[p + 5]
-    for o in range(outer):
-        for i in range(inner):
-            f4[y + o * inner + i] = f4[x + o * width + offset + i]
+            if into_wide:
+                f4[wide + o * width + offset + i] = f4[narrow + o * inner + i]
+            else:
+                f4[narrow + o * inner + i] = f4[wide + o * width + offset + i]
     return True
 
 

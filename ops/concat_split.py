@@ -8,7 +8,7 @@ from graphnet.errors import ArgumentError
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import I32, check_type, checked, cpp_name, host_array, numel
-from ._fused import ints_equal_vm, put_block_vm, take_block_vm
+from ._fused import block_copy_vm, ints_equal_vm
 
 _ORDER_DIM = {"NCHW": 1, "NHWC": 3}
 
@@ -244,37 +244,37 @@ def _split_gradient(g):
 
 # --- fused lowering (graphnet.executors.fused): column blocks of a 2-D view ------------
 
-def _blocks(shape, axis, pieces):
-    """(outer, width, [(offset, inner)]) of `pieces` (shapes) stacked at `axis`."""
-    outer = numel(shape[:axis])
+def _blocks(f, shape, pieces):
+    """(canonical axis, add_axis, outer, width, [(offset, inner)]) of `pieces` (shapes)
+    stacked along the op's axis into `shape`; None when the 2-D view does not hold."""
+    axis, add_axis = _axis_of(f.args)
+    ca = _canonical_axis(axis, len(shape), "%s's concatenated tensor" % f.step.op_type)
+    outer = numel(shape[:ca])
     inners = [numel(p) // outer if outer else 0 for p in pieces]
     offsets = [sum(inners[:k]) for k in range(len(inners))]
-    return outer, sum(inners), list(zip(offsets, inners))
+    if not (f.distinct() and outer > 0 and sum(inners) * outer == numel(shape)):
+        return None
+    return ca, add_axis, outer, sum(inners), list(zip(offsets, inners))
 
 
 @CONCAT.lowering
 def _lower_concat(f):
-    axis, add_axis = _axis_of(f.args)
-    out = f.out_info[0].shape
-    ca = _canonical_axis(axis, len(out), "Concat output")
-    outer, width, blocks = _blocks(out, ca, [i.shape for i in f.in_info])
-    if not (f.distinct() and f.all_dtypes(np.float32, np.int32) and outer > 0
-            and f.out_info[0].dtype == np.float32 and width * outer == numel(out)):
+    plan = _blocks(f, f.out_info[0].shape, [i.shape for i in f.in_info])
+    if plan is None or not (f.all_dtypes(np.float32, np.int32)
+                            and f.out_info[0].dtype == np.float32):
         return False
+    _, _, outer, width, blocks = plan
     for k, (offset, inner) in enumerate(blocks):
-        f.emit(put_block_vm, f.off(k), f.out(0), outer, width, offset, inner)
+        f.emit(block_copy_vm, f.off(k), f.out(0), outer, width, offset, inner, 1)
     return len(f.out_info) == 1 or f.write_recorded(1)
 
 
 @SPLIT.lowering
 def _lower_split(f):
-    axis, add_axis = _axis_of(f.args)
-    shape = f.in_info[0].shape
-    ca = _canonical_axis(axis, len(shape), "Split input 0")
-    outer, width, blocks = _blocks(shape, ca, [o.shape for o in f.out_info])
-    if not (f.distinct() and f.in_info[0].dtype == np.float32 and outer > 0
-            and width * outer == numel(shape)):
+    plan = _blocks(f, f.in_info[0].shape, [o.shape for o in f.out_info])
+    if plan is None or f.in_info[0].dtype != np.float32:
         return False
+    ca, add_axis, outer, width, blocks = plan
     if len(f.in_info) == 2:  # the sizes input must still say what the code was built for
         sizes = [1 if add_axis else o.shape[ca] for o in f.out_info]
         kind, offset = f.index(1)
@@ -282,5 +282,5 @@ def _lower_split(f):
             return False
         f.emit(ints_equal_vm, kind, offset, len(sizes), *sizes)
     for k, (offset, inner) in enumerate(blocks):
-        f.emit(take_block_vm, f.off(0), f.out(k), outer, width, offset, inner)
+        f.emit(block_copy_vm, f.out(k), f.off(0), outer, width, offset, inner, 0)
     return True

@@ -161,25 +161,10 @@ def test_scatter_weighted_sum_adds_pair_after_pair(kernels):
 
 
 def train_losses(iters=15):
-    cfg = {"name": "test", "dense": 5, "bot": [5, 12, 4], "rows": [40, 2500, 7],
-           "dim": 4, "top": [4 + 6, 8, 1], "batch": 32, "lookups": 30}
-    weights, batches = dlrm.make_data(cfg, 3, seed=5)
-    workspace.ResetWorkspace()
     from graphnet import compat
     compat.install()
-    model, loss = dlrm.build(cfg, train=True, learning_rate=0.3)
-    for name, value in weights.items():
-        workspace.FeedBlob(name, value)
-    workspace.FeedBlob("tril_indices", dlrm.tril_indices(len(cfg["rows"]) + 1))
-    dlrm.feed_batch(workspace, batches[0])
-    workspace.RunNetOnce(model.param_init_net)
-    workspace.CreateNet(model.net)
-    losses = []
-    for it in range(iters):
-        dlrm.feed_batch(workspace, batches[it % len(batches)])
-        workspace.RunNet(model.net.Name())
-        losses.append(float(workspace.FetchBlob(loss)))
-    return np.array(losses), workspace.FetchBlob("emb_1")
+    losses, _, _ = dlrm.train_losses(workspace, iters)
+    return losses, workspace.FetchBlob("emb_1")
 
 
 def test_dlrm_training_same_losses_with_fast_and_plain_kernels():

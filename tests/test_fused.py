@@ -41,16 +41,34 @@ def rand(rng, *shape):
     return rng.uniform(-1.5, 1.5, shape).astype(F32)
 
 
-def run_cases(net, feeds, reference, runs=3, rtol=1e-5, atol=1e-6):
-    """Feed, create, run `runs` times; after each run every blob `reference(state)`
-    returns must match (state starts as the feeds; in-place outputs update it)."""
+def fresh(rng, value):
+    """New random values like `value` (its NaNs and zeros kept where they are)."""
+    new = rng.uniform(-1.5, 1.5, value.shape).astype(value.dtype)
+    new[np.isnan(value)] = np.nan
+    new[value == 0] = 0
+    return new
+
+
+def run_cases(net, feeds, reference, runs=4, rtol=1e-5, atol=1e-6, fixed=()):
+    """Feed, create, run `runs` times, feeding new float inputs before every run (so a
+    program that skipped an op would keep stale outputs); after each run every blob
+    `reference(state)` returns must match (state starts as the feeds; outputs the net
+    updates in place carry over)."""
+    rng = np.random.default_rng(99)
     for name, value in feeds.items():
         workspace.FeedBlob(name, value)
     workspace.CreateNet(net)
     state = {k: np.array(v, copy=True) for k, v in feeds.items()}
-    for _ in range(runs):
+    written = set()
+    for run in range(runs):
+        if run:
+            for name, value in feeds.items():
+                if name not in written and name not in fixed and value.dtype.kind == "f":
+                    state[name] = fresh(rng, value)
+                    workspace.FeedBlob(name, state[name])
         workspace.RunNet(net.Name())
         expected = reference(state)
+        written |= set(expected)
         state.update(expected)
         for name, value in expected.items():
             got = workspace.FetchBlob(name)
@@ -138,10 +156,10 @@ def test_iter_learning_rate_weighted_sum_accumulate():
     def reference(s):
         lr = F32(-0.1)
         return {"it": s["it"] + 1, "lr": np.array(lr),
-                "w": s["w"] * F32(1) + lr * s["g"],
-                "mix": s["v"] * F32(0.5) + F32(-2.0) * s["u"] + lr * s["v"]}
+                "w": s["w"] * s["one"][0] + lr * s["g"],
+                "mix": s["v"] * s["a"][0] + s["b"][0] * s["u"] + lr * s["v"]}
     state = run_cases(net, feeds, reference)
-    assert int(state["it"][0]) == 10
+    assert int(state["it"][0]) == 11
 
 
 def test_losses_and_their_gradients():
@@ -158,7 +176,8 @@ def test_losses_and_their_gradients():
         diff = s["x"] - s["y"]
         dist = 0.5 * (diff * diff).sum(axis=1)
         return {"dist": dist, "dx": diff * s["dz"][:, None], "dy": -diff * s["dz"][:, None],
-                "avg": np.array(dist.mean(), F32), "ddist": np.full(6, 0.7 / 6, F32)}
+                "avg": np.array(dist.mean(), F32),
+                "ddist": np.full(6, float(s["dl"]) / 6, F32)}
     run_cases(net, feeds, reference)
 
 
@@ -274,11 +293,11 @@ def test_scatter_weighted_sum_accumulates_duplicates_in_place():
 
     def reference(s):
         table = s["table"].copy()
-        for x, w in (("upd", -0.25), ("upd2", 0.5)):
+        for x, w in (("upd", "lr"), ("upd2", "lr2")):
             for j, row in enumerate(idx):
-                table[row] += F32(w) * s[x][j]
+                table[row] += s[w][0] * s[x][j]
         return {"table": table}
-    run_cases(net, feeds, reference)
+    run_cases(net, feeds, reference, fixed={"one"})  # (w_0 != 1: the kernel's rounds)
 
 
 # --- gradients by finite differences, through the fused program ------------------------
@@ -325,26 +344,12 @@ def test_mlp_gradients_match_finite_differences():
 
 def train(fuse_after, iters=24):
     config.set_fuse_after(fuse_after)
-    cfg = {"name": "test", "dense": 5, "bot": [5, 12, 4], "rows": [40, 2500, 7],
-           "dim": 4, "top": [4 + 6, 8, 1], "batch": 8, "lookups": 6}
-    weights, batches = dlrm.make_data(cfg, 3, seed=5)  # bag lengths differ per batch
-    workspace.ResetWorkspace()
     from graphnet import compat
     compat.install()
-    model, loss = dlrm.build(cfg, train=True, learning_rate=0.3)
-    for name, value in weights.items():
-        workspace.FeedBlob(name, value)
-    workspace.FeedBlob("tril_indices", dlrm.tril_indices(len(cfg["rows"]) + 1))
-    dlrm.feed_batch(workspace, batches[0])
-    workspace.RunNetOnce(model.param_init_net)
-    workspace.CreateNet(model.net)
-    losses = []
-    for it in range(iters):
-        dlrm.feed_batch(workspace, batches[it % len(batches)])
-        workspace.RunNet(model.net.Name())
-        losses.append(float(workspace.FetchBlob(loss)))
-    params = {n: workspace.FetchBlob(n) for n in weights}
-    return np.array(losses), params, getattr(plan_of(model.net), "fusion", None)
+    cfg = dict(dlrm.TEST_CONFIG, batch=8, lookups=6)  # bag lengths differ per batch
+    losses, model, names = dlrm.train_losses(workspace, iters, cfg)
+    params = {n: workspace.FetchBlob(n) for n in names}
+    return losses, params, getattr(plan_of(model.net), "fusion", None)
 
 
 def test_dlrm_training_fused_equals_interpreted():
@@ -482,3 +487,17 @@ def test_fusing_off_means_never():
     for _ in range(5):
         workspace.RunNet(net.Name())
     assert getattr(plan_of(net), "fusion", None) is None
+
+
+def test_without_scipy_nets_stay_interpreted(monkeypatch):
+    # numba's np.dot needs scipy's BLAS bindings; calling it without them aborts Python
+    monkeypatch.setitem(sys.modules, "scipy.linalg.cython_blas", None)
+    net = core.Net("noblas")
+    net.Relu("x", "r")
+    workspace.FeedBlob("x", np.array([-1.0, 2.0], F32))
+    workspace.CreateNet(net)
+    for _ in range(3):
+        workspace.RunNet(net.Name())
+    info = plan_of(net).fusion
+    assert info.state == "declined" and "scipy" in info.reason
+    assert workspace.FetchBlob("r").tolist() == [0.0, 2.0]

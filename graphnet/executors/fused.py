@@ -431,6 +431,11 @@ def _compile(plan, records):
     from graphnet.ops import _fused as kernels_module
     if kernels_module.compiled_kernels() is None:
         raise _Decline("numba is not installed (the [fast] extra)")
+    try:  # numba's np.dot calls BLAS through scipy; without it the call aborts Python
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        raise _Decline("scipy is not installed (the [fast] extra): the kernels' products "
+                       "need its BLAS")
     vm = _vm()
     arenas = plan.fused_arenas
     program = _Program(kernels_module.KERNELS, arenas)
