@@ -486,6 +486,8 @@ def _vm():
     the kernels' source)."""
     if not _VM:
         try:
+            log.info("loading the fused-net VM (compiled once per installation: ~30 s "
+                     "on 2 cores; then cached under %s)", _cache_dir())
             vm = _load_vm()
             empty = [np.zeros(1, d) for d in _DTYPES]
             vm(np.zeros(0, np.int64), *empty)  # compiles (or loads) it now
