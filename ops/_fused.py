@@ -117,11 +117,11 @@ def block_copy_vm(c, p, f4, i4, i8):
     narrow, wide, outer, width, offset, inner, into_wide = c[p], c[p + 1], c[p + 2], \
         c[p + 3], c[p + 4], c[p + 5], c[p + 6]
     for o in range(outer):
-        for i in range(inner):
-            if into_wide:
-                f4[wide + o * width + offset + i] = f4[narrow + o * inner + i]
-            else:
-                f4[narrow + o * inner + i] = f4[wide + o * width + offset + i]
+        w, s = wide + o * width + offset, narrow + o * inner
+        if into_wide:
+            f4[w:w + inner] = f4[s:s + inner]
+        else:
+            f4[s:s + inner] = f4[w:w + inner]
     return True
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, enforce
 
-from ._fused import vm_kernel
+from ._fused import vm_helper, vm_kernel
 from ._common import check_dispatch, check_type, checked, size_from_dim, size_to_dim
 
 _F32 = (np.dtype(np.float32),)
@@ -280,56 +280,85 @@ def _dropout_gradient(g):
 
 
 # --- fused lowering (graphnet.executors.fused): float32 elementwise kernels -----------
-# Operands: n, the inputs' offsets, the output's offset.
+# Operands: n, the inputs' offsets, the output's offset. The loops run on arena slices
+# (helpers), which LLVM vectorizes; indexing the arena itself it would not.
+
+@vm_helper
+def _relu(x, y):
+    for i in range(x.shape[0]):
+        v = x[i]
+        y[i] = v if not (v < 0) else np.float32(0)  # NaN stays NaN
+
+
+@vm_helper
+def _relu_gradient(y, dy, dx):
+    for i in range(y.shape[0]):
+        dx[i] = dy[i] if y[i] > 0 else np.float32(0)
+
+
+@vm_helper
+def _sigmoid(x, y):
+    for i in range(x.shape[0]):
+        y[i] = np.float32(1) / (np.float32(1) + np.exp(-x[i]))
+
+
+@vm_helper
+def _sigmoid_gradient(y, dy, dx):
+    for i in range(y.shape[0]):
+        dx[i] = dy[i] * y[i] * (np.float32(1) - y[i])
+
+
+@vm_helper
+def _tanh(x, y):
+    for i in range(x.shape[0]):
+        y[i] = np.tanh(x[i])
+
+
+@vm_helper
+def _tanh_gradient(y, dy, dx):
+    for i in range(y.shape[0]):
+        dx[i] = dy[i] * (np.float32(1) - y[i] * y[i])
+
 
 @vm_kernel
 def relu_vm(c, p, f4, i4, i8):
     n, x, y = c[p], c[p + 1], c[p + 2]
-    for i in range(n):
-        v = f4[x + i]
-        f4[y + i] = v if not (v < 0) else np.float32(0)  # NaN stays NaN
+    _relu(f4[x:x + n], f4[y:y + n])
     return True
 
 
 @vm_kernel
 def relu_gradient_vm(c, p, f4, i4, i8):
     n, y, dy, dx = c[p], c[p + 1], c[p + 2], c[p + 3]
-    for i in range(n):
-        f4[dx + i] = f4[dy + i] if f4[y + i] > 0 else np.float32(0)
+    _relu_gradient(f4[y:y + n], f4[dy:dy + n], f4[dx:dx + n])
     return True
 
 
 @vm_kernel
 def sigmoid_vm(c, p, f4, i4, i8):
     n, x, y = c[p], c[p + 1], c[p + 2]
-    for i in range(n):
-        f4[y + i] = np.float32(1) / (np.float32(1) + np.exp(-f4[x + i]))
+    _sigmoid(f4[x:x + n], f4[y:y + n])
     return True
 
 
 @vm_kernel
 def sigmoid_gradient_vm(c, p, f4, i4, i8):
     n, y, dy, dx = c[p], c[p + 1], c[p + 2], c[p + 3]
-    for i in range(n):
-        v = f4[y + i]
-        f4[dx + i] = f4[dy + i] * v * (np.float32(1) - v)
+    _sigmoid_gradient(f4[y:y + n], f4[dy:dy + n], f4[dx:dx + n])
     return True
 
 
 @vm_kernel
 def tanh_vm(c, p, f4, i4, i8):
     n, x, y = c[p], c[p + 1], c[p + 2]
-    for i in range(n):
-        f4[y + i] = np.tanh(f4[x + i])
+    _tanh(f4[x:x + n], f4[y:y + n])
     return True
 
 
 @vm_kernel
 def tanh_gradient_vm(c, p, f4, i4, i8):
     n, y, dy, dx = c[p], c[p + 1], c[p + 2], c[p + 3]
-    for i in range(n):
-        v = f4[y + i]
-        f4[dx + i] = f4[dy + i] * (np.float32(1) - v * v)
+    _tanh_gradient(f4[y:y + n], f4[dy:dy + n], f4[dx:dx + n])
     return True
 
 

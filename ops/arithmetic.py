@@ -5,7 +5,7 @@ Imports numpy, the registry and ops._common only.
 
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce, get as registry_get
 
-from ._fused import vm_kernel
+from ._fused import vm_helper, vm_kernel
 from ._common import (BCAST_ARGS, FLOATS, NUMERIC, broadcast_shape, dims_text,
                       expect_dtype, expect_dtypes, legacy_dims, reduce_to,
                       resolve_axis)
@@ -211,14 +211,27 @@ def sum_reduce_like(ctx, args, a, b):
 _OPCODES = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}
 
 
+@vm_helper
+def _binary(a, b, out, code):
+    if code == 0:
+        for i in range(a.shape[0]):
+            out[i] = a[i] + b[i]
+    elif code == 1:
+        for i in range(a.shape[0]):
+            out[i] = a[i] - b[i]
+    elif code == 2:
+        for i in range(a.shape[0]):
+            out[i] = a[i] * b[i]
+    else:
+        for i in range(a.shape[0]):
+            out[i] = a[i] / b[i]
+
+
 @vm_kernel
 def binary_vm(c, p, f4, i4, i8):
     """c = a (op) b elementwise (n, a, b, out, opcode: add, sub, mul, div)."""
-    n, a, b, out, code = c[p], c[p + 1], c[p + 2], c[p + 3], c[p + 4]
-    for i in range(n):
-        x, y = f4[a + i], f4[b + i]
-        f4[out + i] = x + y if code == 0 else x - y if code == 1 else \
-            x * y if code == 2 else x / y
+    n, a, b, out = c[p], c[p + 1], c[p + 2], c[p + 3]
+    _binary(f4[a:a + n], f4[b:b + n], f4[out:out + n], c[p + 4])
     return True
 
 

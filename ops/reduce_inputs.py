@@ -6,7 +6,7 @@ import numpy as np
 
 from graphnet.registry import INF, OpSchema, TensorInfo, enforce
 
-from ._fused import vm_kernel
+from ._fused import vm_helper, vm_kernel
 from ._common import (F32, FLOATS, NUMERIC, cpp_float, cpp_name, expect_dtype,
                       expect_dtypes, expect_same_shapes)
 
@@ -161,10 +161,20 @@ MIN = _select("Min", lambda xp, y, x: xp.where(x < y, x, y))
 
 # --- fused lowering (graphnet.executors.fused) -----------------------------------------
 
+@vm_helper
+def _add(a, b, out):
+    for i in range(a.shape[0]):
+        out[i] = a[i] + b[i]
+
+
 @vm_kernel
 def sum_vm(c, p, f4, i4, i8):
     """y = ((x0 + x1) + x2) ..., numpy's order (n, y, count, x offsets)."""
     n, y, count = c[p], c[p + 1], c[p + 2]
+    if count == 2:  # gradient accumulation: one vectorized pass
+        a, b = c[p + 3], c[p + 4]
+        _add(f4[a:a + n], f4[b:b + n], f4[y:y + n])
+        return True
     for i in range(n):
         total = f4[c[p + 3] + i]
         for k in range(1, count):

@@ -6,7 +6,7 @@ import numpy as np
 
 from graphnet.registry import Arg, OpSchema, TensorInfo
 
-from ._fused import vm_kernel
+from ._fused import vm_helper, vm_kernel
 from ._common import (F32, FLOATS, cpp_float, expect_dtype, expect_dtypes, expect_f32_pair,
                       shaped_like)
 
@@ -89,13 +89,17 @@ def clip_gradient(ctx, args, y, dy):
 
 # --- fused lowering (graphnet.executors.fused) -----------------------------------------
 
+@vm_helper
+def _scaled(x, factor, y):
+    for i in range(x.shape[0]):
+        y[i] = x[i] * factor
+
+
 @vm_kernel
 def scale_vm(c, p, f4, i4, i8):
     """y = x * s (n, x, y, offset of the float32 scale)."""
-    n, x, y, s = c[p], c[p + 1], c[p + 2], c[p + 3]
-    factor = f4[s]
-    for i in range(n):
-        f4[y + i] = f4[x + i] * factor
+    n, x, y = c[p], c[p + 1], c[p + 2]
+    _scaled(f4[x:x + n], f4[c[p + 3]], f4[y:y + n])
     return True
 
 

@@ -580,26 +580,35 @@ SPARSE_LENGTHS_SUM.lowering(lambda f: _lower_pool(f, False))
 SPARSE_LENGTHS_WEIGHTED_SUM.lowering(lambda f: _lower_pool(f, True))
 
 
+@vm_helper
+def _repeat_rows(dy, lengths, out):
+    """out[j] = dY[segment of j]; False for a negative length or lengths not summing
+    to out's rows."""
+    total = 0
+    for m in range(lengths.shape[0]):
+        if lengths[m] < 0:
+            return False
+        total += lengths[m]
+    if total != out.shape[0]:
+        return False
+    j = 0
+    for m in range(lengths.shape[0]):
+        for _ in range(lengths[m]):
+            for q in range(out.shape[1]):
+                out[j, q] = dy[m, q]
+            j += 1
+    return True
+
+
 @vm_kernel
 def repeat_segments_vm(c, p, f4, i4, i8):
     """out[j] = dY[segment of j] for int32 LENGTHS >= 0 summing to `rows`; else False
     (segments, block, rows, dy, lengths, out)."""
     segments, block, rows, dy, lengths, out = c[p], c[p + 1], c[p + 2], c[p + 3], \
         c[p + 4], c[p + 5]
-    total = 0
-    for m in range(segments):
-        if i4[lengths + m] < 0:
-            return False
-        total += i4[lengths + m]
-    if total != rows:
-        return False
-    at = out
-    for m in range(segments):
-        row = f4[dy + m * block:dy + (m + 1) * block]
-        for _ in range(i4[lengths + m]):
-            f4[at:at + block] = row
-            at += block
-    return True
+    return _repeat_rows(f4[dy:dy + segments * block].reshape((segments, block)),
+                        i4[lengths:lengths + segments],
+                        f4[out:out + rows * block].reshape((rows, block)))
 
 
 def _lower_sum_gradient(f):

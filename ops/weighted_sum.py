@@ -315,11 +315,22 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
 
 # --- fused lowering (graphnet.executors.fused) -----------------------------------------
 
+@vm_helper
+def _axpby(x, a, y, b, out):
+    """out = x * a + b * y elementwise (out may be x or y)."""
+    for i in range(x.shape[0]):
+        out[i] = x[i] * a + b * y[i]
+
+
 @vm_kernel
 def weighted_sum_vm(c, p, f4, i4, i8):
     """y = x0 * w0 + w1 * x1 + ..., the kernel's order (n, y, pairs, then x_k, w_k)."""
     n, y, pairs = c[p], c[p + 1], c[p + 2]
     w0 = f4[c[p + 4]]
+    if pairs == 2:  # SGD's update: one vectorized pass
+        x0, x1 = c[p + 3], c[p + 5]
+        _axpby(f4[x0:x0 + n], w0, f4[x1:x1 + n], f4[c[p + 6]], f4[y:y + n])
+        return True
     for i in range(n):
         total = f4[c[p + 3] + i] * w0
         for k in range(1, pairs):
