@@ -97,6 +97,10 @@ def main(argv=None):
                         help="where to write every measurement")
     parser.add_argument("--net-type", default="simple",
                         help="graphnet's executor: simple (default) or dag")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every peer this many times, in turns, pooling the "
+                             "timed iterations (a noisy machine's slow spells then hit "
+                             "each peer alike)")
     parser.add_argument("--quick", action="store_true",
                         help="a fifth of the iterations (a smoke run)")
     args = parser.parse_args(argv)
@@ -109,11 +113,18 @@ def main(argv=None):
             if args.quick:
                 warmup, iters = max(1, warmup // 5), max(3, iters // 5)
             results = {}
-            for peer, command in peer_commands(config, inference, warmup, iters, threads,
-                                               args.net_type):
-                results[peer] = run_peer(command, threads)
-                if "times" in results[peer]:
-                    results[peer].update(summarize(results[peer]["times"]))
+            commands = peer_commands(config, inference, warmup, iters, threads,
+                                     args.net_type)
+            for _ in range(args.rounds):  # peers take turns: slow spells hit them alike
+                for peer, command in commands:
+                    result = run_peer(command, threads)
+                    if peer not in results or "error" in result:
+                        results[peer] = result
+                    elif "times" in result:
+                        results[peer]["times"] += result["times"]
+            for result in results.values():
+                if "times" in result:
+                    result.update(summarize(result["times"]))
             records.append({"label": label, "config": config, "inference": inference,
                             "threads": threads, "results": results})
             rows.append(format_row(label, threads, results))

@@ -501,3 +501,30 @@ def test_without_scipy_nets_stay_interpreted(monkeypatch):
     info = plan_of(net).fusion
     assert info.state == "declined" and "scipy" in info.reason
     assert workspace.FetchBlob("r").tolist() == [0.0, 2.0]
+
+
+def test_same_shapes_other_dtype_run_interpreted():
+    rng = np.random.default_rng(16)
+    net = core.Net("dtypes")
+    net.Sum(["a", "b"], "s")
+    workspace.FeedBlob("a", rand(rng, 2, 3))
+    workspace.FeedBlob("b", rand(rng, 2, 3))
+    workspace.CreateNet(net)
+    for _ in range(3):
+        workspace.RunNet(net.Name())
+    info = plan_of(net).fusion
+    assert info.state == "fused" and info.fused_runs == 2
+    a, b = (rng.integers(-50, 50, (2, 3)).astype(np.int32) for _ in range(2))
+    workspace.FeedBlob("a", a)
+    workspace.FeedBlob("b", b)
+    for _ in range(3):
+        workspace.RunNet(net.Name())
+        got = workspace.FetchBlob("s")
+        assert got.dtype == np.int32 and got.tolist() == (a + b).tolist()
+    assert info.fused_runs == 2  # never through the float32 program
+    x, y = rand(rng, 2, 3), rand(rng, 2, 3)
+    workspace.FeedBlob("a", x)
+    workspace.FeedBlob("b", y)
+    workspace.RunNet(net.Name())
+    assert info.fused_runs == 3
+    np.testing.assert_allclose(workspace.FetchBlob("s"), x + y, rtol=1e-6)

@@ -244,20 +244,43 @@ class _Fused(object):
         holds = list(map(is_, map(_value, self.blobs), self.views))
         self.view_refs = [c - h + 1 for c, h in zip(counts, holds)]
 
+    def _stale(self):
+        """Positions of the blobs not holding their view (fed since, or left by the
+        interpreter or another program), found in one C-level pass."""
+        held = list(map(is_, map(_value, self.blobs), self.views))
+        return [k for k, same in enumerate(held) if not same]
+
     def adopt(self):
-        """Copy every blob's current value into its view where it is not there yet
-        (outputs too, where they fit: the run that recorded the net computed them)
-        and let the blob hold the view."""
-        for k, blob in enumerate(self.blobs):
-            view, value = self.views[k], blob.value
-            if value is not view and isinstance(value, np.ndarray) \
-                    and value.shape == view.shape:
+        """Let every blob hold its view, copying the inputs in (and outputs that fit:
+        the run that recorded the net computed them). False, before anything moved,
+        when an input does not fit this program (its dtype or device differs)."""
+        stale = self._stale()
+        if not self._fits(stale):
+            return False
+        for k in stale:
+            blob, view = self.blobs[k], self.views[k]
+            value = blob.value
+            if isinstance(value, np.ndarray) and value.shape == view.shape:
                 view[...] = value
             blob.value, blob.device = view, self.devices[k]
+        return True
 
-    def run(self, info):
-        """DONE, HANDED_BACK, or the position of the op the interpreter takes over at."""
-        if not all(map(is_, map(_value, self.blobs), self.views)) and not self._refresh():
+    def _fits(self, stale):
+        n_ext, blobs, views, devices = self.n_ext, self.blobs, self.views, self.devices
+        for k in stale:
+            if k >= n_ext:
+                break
+            value, view = blobs[k].value, views[k]
+            if (type(value) is not np.ndarray or value.shape != view.shape
+                    or value.dtype != view.dtype or blobs[k].device != devices[k]):
+                return False
+        return True
+
+    def run(self, info, adopted=False):
+        """DONE, HANDED_BACK, or the position of the op the interpreter takes over at
+        (`adopted`: every blob was just given its view)."""
+        stale = () if adopted else self._stale()
+        if stale and not self._refresh(stale):
             return HANDED_BACK
         arenas = self.arenas
         # more references than when bound: something else holds a view
@@ -268,19 +291,16 @@ class _Fused(object):
         a = arenas.arenas
         return self.vm(self.code, a[0], a[1], a[2])
 
-    def _refresh(self):
-        """Copy fed inputs in (False when one no longer fits) and point blobs back."""
-        for k, blob in enumerate(self.blobs):
-            view = self.views[k]
-            value = blob.value
-            if value is view:
-                continue
-            if k < self.n_ext:
-                if (type(value) is not np.ndarray or value.shape != view.shape
-                        or value.dtype != view.dtype or blob.device != self.devices[k]):
-                    return False
-                view[...] = value
-            blob.value, blob.device = view, self.devices[k]
+    def _refresh(self, stale):
+        """Copy fed inputs in and point blobs back; False (before copying anything)
+        when an input no longer fits this program."""
+        if not self._fits(stale):
+            return False
+        n_ext, blobs, views, devices = self.n_ext, self.blobs, self.views, self.devices
+        for k in stale:
+            if k < n_ext:
+                views[k][...] = blobs[k].value
+            blobs[k].value, blobs[k].device = views[k], devices[k]
         return True
 
     def _reallocate(self, info):
@@ -326,8 +346,7 @@ def maybe_run_fused(plan, interpret):
                     return interpret(plan)
                 return _record_and_fuse(plan, info)
             plan.fused = fused = other
-            fused.adopt()
-            status = fused.run(info)
+            status = fused.run(info, adopted=True) if fused.adopt() else HANDED_BACK
         if status == DONE:
             info.fused_runs += 1
             return
@@ -349,8 +368,9 @@ def _later_threshold():
 
 
 def _signature(blobs):
-    return tuple((b.value.shape, b.value.dtype, b.device)
-                 if isinstance(b.value, np.ndarray) else None for b in blobs)
+    """The input shapes a program is chosen by (a dtype or device that differs too is
+    caught by the program's own check, and the net interpreted)."""
+    return tuple(getattr(b.value, "shape", None) for b in blobs)
 
 
 def _interpret_from(plan, position):
@@ -382,7 +402,7 @@ def _record_and_fuse(plan, info):
     arenas = plan.fused_arenas
     arenas.programs.append(fused)
     arenas.materialize()  # binds every program (the new one too)
-    fused.adopt()
+    fused.adopt()  # (fits: the recording run made these values)
     for program in arenas.programs:
         program.bind()  # reference counts with the blobs now holding these views
     plan.fused = fused
