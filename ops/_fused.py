@@ -53,20 +53,17 @@ def vm_bind(module_name, name, provider):
 
 
 def compiled_kernels():
-    """Every kernel compiled (numba, cached on disk; division by zero gives inf/NaN as
-    numpy's, not Python's exception), helpers bound in their modules first; None
-    without numba."""
+    """Every kernel compiled by numba (lazily, when the VM that calls them compiles;
+    division by zero gives inf/NaN as numpy's, not Python's exception), helpers bound
+    in their modules first; None without numba."""
     if not _COMPILED:
         try:
             import numba
         except ImportError:
             return None
 
-        def jit(function):
-            try:
-                return numba.njit(nogil=True, cache=True, error_model="numpy")(function)
-            except RuntimeError:  # no writable cache location
-                return numba.njit(nogil=True, error_model="numpy")(function)
+        def jit(function):  # (not cached on their own: the VM's cache holds them)
+            return numba.njit(nogil=True, error_model="numpy")(function)
         compiled = {function: jit(function) for function in _HELPERS}
         for name, module in list(sys.modules.items()):  # every module importing one
             if name.startswith("graphnet.ops") and module is not None:

@@ -30,7 +30,6 @@ Lowerings live with their ops (ops/*.py, "fused lowering" sections).
 
 import hashlib
 import importlib.util
-import inspect
 import logging
 import os
 import sys
@@ -545,9 +544,14 @@ def _load_vm():
     from graphnet.ops import _fused as kernels_module
     kernels = kernels_module.KERNELS
     text = _vm_source(kernels)
+    # Keyed by the source of every op module: the cached VM holds its kernels' code,
+    # and that of every loop they call, whichever file it lives in.
     digest = hashlib.sha1(text.encode())
-    for function in list(kernels) + list(kernels_module._HELPERS):
-        digest.update(inspect.getsource(function).encode())
+    folder = os.path.dirname(os.path.abspath(kernels_module.__file__))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as handle:
+                digest.update(handle.read())
     digest.update(np.__version__.encode())
     name = "graphnet_fused_vm_%s" % digest.hexdigest()[:16]
     path = os.path.join(_cache_dir(), name + ".py")
