@@ -332,7 +332,8 @@ def maybe_run_fused(plan, interpret):
     info = plan.fusion if hasattr(plan, "fusion") else fused_state(plan)
     fused = plan.fused
     if fused is not None and info.state == "fused":
-        status = fused.run(info)
+        # one program: try it; several (batches cycling through shapes): pick by shapes
+        status = fused.run(info) if len(plan.fused_variants) == 1 else HANDED_BACK
         if status == HANDED_BACK and info.state == "fused":
             signature = _signature(fused.blobs[:fused.n_ext])
             other = plan.fused_variants.get(signature)
