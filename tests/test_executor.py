@@ -222,3 +222,24 @@ def test_repeated_runs_follow_blobs_that_move_and_change_shape():
     # b moved to the CPU: Relu on GPU 2 reads it across devices, warned once
     reads = [w for w in caught if issubclass(w.category, CrossDeviceReadWarning)]
     assert len(reads) == 1 and "'b'" in str(reads[0].message)
+
+
+def test_equal_ops_share_parsed_args_and_duplicates_still_warn(caplog):
+    from graphnet.executors import compile_net
+    from graphnet.proto import caffe2_pb2
+    net = core.Net("shared_args")
+    for k in range(3):
+        net.Scale("x", "y%d" % k, scale=2.0)
+    net.Scale("x", "z", scale=3.0)
+    workspace.FeedBlob("x", np.ones(2, np.float32))
+    plan = compile_net(net.Proto(), workspace._ws()._blobs)
+    args = [step.args for step in plan.steps]
+    assert args[0] is args[1] is args[2] and args[3] is not args[0]
+    assert args[0].scale == 2.0 and args[3].scale == 3.0
+    netdef = caffe2_pb2.NetDef()
+    netdef.CopyFrom(net.Proto())
+    for op in netdef.op[:2]:  # a repeated argument name: Caffe2 warned for each op
+        op.arg.add().CopyFrom(op.arg[0])
+    with caplog.at_level("WARNING"):
+        compile_net(netdef, workspace._ws()._blobs)
+    assert sum("Duplicated argument name" in r.getMessage() for r in caplog.records) == 2

@@ -106,6 +106,25 @@ def _fail(op_index, op, message, cls=GraphnetError):
         message, op_index, op.type, short_text(op)))
 
 
+def _parsed_args(parsed, schema, op, inputs, outputs):
+    """schema.parse_args, once per distinct (type, input/output counts, arguments): nets
+    repeat the same op thousands of times (DLRM: a Copy, Split or FC per table and
+    device). Parsed args are read-only once parsed (their checks ran in parse_args).
+    Ops with a repeated argument name parse on their own (Caffe2 warned per op)."""
+    arg = op.arg
+    if arg:
+        blobs = tuple(a.SerializeToString() for a in arg)
+        if len({a.name for a in arg}) != len(blobs):
+            return schema.parse_args(op, inputs, outputs)
+        key = (schema, len(inputs), len(outputs), blobs)
+    else:
+        key = (schema, len(inputs), len(outputs))
+    args = parsed.get(key)
+    if args is None:
+        args = parsed[key] = schema.parse_args(op, inputs, outputs)
+    return args
+
+
 def compile_net(netdef, blobs):
     """Check `netdef` against the blobs of a workspace and build its Plan.
 
@@ -126,6 +145,7 @@ def _compile(netdef, blobs):
     produced = {}  # blob name -> static device of its latest producer
     backends = {}  # device -> backend_for(device), asked once per device
     placed, kernels = {}, {}  # (schema, device) -> backend once checked; -> kernel
+    parsed = {}  # (schema, counts, argument bytes) -> parsed args, shared by equal ops
     steps, reads = [], []
     for index, op in enumerate(netdef.op):
         option = (_merged_option(net_option, op) if net_option is not None else
@@ -141,7 +161,7 @@ def _compile(netdef, blobs):
         inputs, outputs = list(op.input), list(op.output)
         try:
             schema.check(op, inputs, outputs)
-            args = schema.parse_args(op, inputs, outputs)
+            args = _parsed_args(parsed, schema, op, inputs, outputs)
         except SchemaError as exc:
             raise type(exc)("%s\n  (op #%d in net '%s')" % (exc, index, netdef.name))
         device = device_of(option)
