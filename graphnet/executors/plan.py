@@ -146,6 +146,7 @@ def _compile(netdef, blobs):
     backends = {}  # device -> backend_for(device), asked once per device
     placed, kernels = {}, {}  # (schema, device) -> backend once checked; -> kernel
     parsed = {}  # (schema, counts, argument bytes) -> parsed args, shared by equal ops
+    placements = {}  # (schema, device, counts) -> default input and output devices
     steps, reads = [], []
     for index, op in enumerate(netdef.op):
         option = (_merged_option(net_option, op) if net_option is not None else
@@ -190,10 +191,19 @@ def _compile(netdef, blobs):
             else:
                 raise _fail(index, op, "op %s: Encountered a non-existing input blob: %s"
                             % (op_type, name))
-        try:
-            want, outs = schema.devices(schema, device, len(inputs), len(outputs), known)
-        except GraphnetError as exc:
-            raise _fail(index, op, str(exc), type(exc))
+        if schema.devices is default_devices:  # a function of these four alone
+            dkey = (schema, device, len(inputs), len(outputs))
+            pair = placements.get(dkey)
+            if pair is None:
+                pair = placements[dkey] = default_devices(schema, device, len(inputs),
+                                                          len(outputs), known)
+            want, outs = pair  # (shared, never modified)
+        else:
+            try:
+                want, outs = schema.devices(schema, device, len(inputs), len(outputs),
+                                            known)
+            except GraphnetError as exc:
+                raise _fail(index, op, str(exc), type(exc))
         if known != want:  # (the common case: every input where the op wants it)
             for i, name in enumerate(inputs):
                 if want[i] is not None and known[i] is not None and known[i] != want[i]:
