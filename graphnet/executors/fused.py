@@ -209,7 +209,9 @@ class _Program(object):
 
 
 class FusionInfo(object):
-    """Why a plan runs interpreted or fused (see `workspace` users: plan.fusion)."""
+    """Whether a plan runs fused, and why not (a plan's `fusion` attribute: state
+    "interpreted" until it is hot, then "fused" or "declined" with the reason; counts
+    of fused runs, hand-backs to the interpreter and arena copies)."""
 
     def __init__(self):
         self.state = "interpreted"  # -> "fused" or "declined"
