@@ -27,11 +27,17 @@ def _env_int(name, default):
     return value
 
 
+def _setting(key, env, default):
+    """The setting `key`: set from Python, else read once from the environment."""
+    value = _settings.get(key)
+    if value is None:
+        value = _settings[key] = _env_int(env, default)
+    return value
+
+
 def virtual_gpu_count():
     """How many numpy-backed GPUs to emulate when no real GPU is used."""
-    if "virtual_gpus" not in _settings:
-        _settings["virtual_gpus"] = _env_int("GRAPHNET_VIRTUAL_GPUS", 0)
-    return _settings["virtual_gpus"]
+    return _setting("virtual_gpus", "GRAPHNET_VIRTUAL_GPUS", 0)
 
 
 def set_virtual_gpu_count(n):
@@ -43,9 +49,7 @@ def set_virtual_gpu_count(n):
 
 def strict_devices():
     """True: an op reading a blob from another device raises instead of warning."""
-    if "strict" not in _settings:
-        _settings["strict"] = bool(_env_int("GRAPHNET_STRICT_DEVICES", 0))
-    return _settings["strict"]
+    return bool(_setting("strict", "GRAPHNET_STRICT_DEVICES", 0))
 
 
 def set_strict_devices(strict=True):
@@ -57,9 +61,7 @@ def fast_kernels():
     CSR segment sums, a compiled scatter loop when the [fast] extra is installed).
     False: the plain numpy formulations (take + add.reduceat, ufunc.at), kept as
     the reference the fast ones are tested against."""
-    if "fast" not in _settings:
-        _settings["fast"] = bool(_env_int("GRAPHNET_FAST_KERNELS", 1))
-    return _settings["fast"]
+    return bool(_setting("fast", "GRAPHNET_FAST_KERNELS", 1))
 
 
 def set_fast_kernels(fast=True):
@@ -67,11 +69,9 @@ def set_fast_kernels(fast=True):
 
 
 def fuse_after():
-    """After how many runs with the same input signature a CPU net is compiled into
-    one numba function (graphnet.executors.fused); 0: never. Default 50."""
-    if "fuse_after" not in _settings:
-        _settings["fuse_after"] = _env_int("GRAPHNET_FUSE_AFTER", 50)
-    return _settings["fuse_after"]
+    """After how many runs with the same input shapes a CPU net becomes a program for
+    the compiled loop of graphnet.executors.fused; 0: never. Default 50."""
+    return _setting("fuse_after", "GRAPHNET_FUSE_AFTER", 50)
 
 
 def set_fuse_after(runs):

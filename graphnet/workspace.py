@@ -140,12 +140,7 @@ class Workspace(object):
                 and scope.CurrentDeviceScope() is None):
             # the common case, a numeric array for the CPU (training loops feed
             # several per step): what the general path below does, without its tests
-            value = np.array(arr, copy=True, order="C")
-            blob = self._blobs.get(name)
-            if blob is None:
-                self._blobs[name] = Blob(value, _CPU)
-            else:
-                blob.value, blob.device = value, _CPU
+            self._store(name, np.array(arr, copy=True, order="C"), _CPU)
             return True
         name = str(name)
         if type(arr) is caffe2_pb2.TensorProto:
@@ -185,14 +180,19 @@ class Workspace(object):
             if not shared:
                 arr = np.array(arr, copy=True, order="C")
             value = backend.from_host(arr, device)
+        blob = self._store(name, value, device)
+        if _distributed[0] is not None:
+            _distributed[0].fed(self, name, blob)
+        return True
+
+    def _store(self, name, value, device):
+        """Blob `name` := value on device (created if missing); returns the blob."""
         blob = self._blobs.get(name)
         if blob is None:
             blob = self._blobs[name] = Blob(value, device)
         else:
             blob.value, blob.device = value, device
-        if _distributed[0] is not None:
-            _distributed[0].fed(self, name, blob)
-        return True
+        return blob
 
     def FetchBlob(self, name):
         """A numpy copy of the blob (bytes for string blobs and empty blobs)."""

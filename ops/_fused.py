@@ -18,11 +18,11 @@ The VM is generated from KERNELS (graphnet.executors.fused).
 """
 
 import sys
+import types
 
-import numpy as np
 
 __all__ = ["vm_kernel", "vm_helper", "vm_bind", "KERNELS", "compiled_kernels",
-           "F32_ARENA", "INT32", "INT64", "numel", "rows_in_range", "copy_vm",
+           "F32_ARENA", "INT32", "INT64", "rows_in_range", "copy_vm",
            "block_copy_vm", "ints_equal_vm", "fill_zero_vm"]
 
 F32_ARENA, INT32, INT64 = 0, 1, 2  # arena kinds (INT32/INT64 also index operand kinds)
@@ -69,19 +69,12 @@ def compiled_kernels():
             if name.startswith("graphnet.ops") and module is not None:
                 space = module.__dict__
                 for key, value in list(space.items()):
-                    if isinstance(value, type(numel)) and value in compiled:
+                    if isinstance(value, types.FunctionType) and value in compiled:
                         space[key] = compiled[value]
         for module_name, name, provider in _BINDINGS:
             sys.modules[module_name].__dict__[name] = provider()
         _COMPILED.append([jit(k) for k in KERNELS])
     return _COMPILED[0]
-
-
-def numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 @vm_helper

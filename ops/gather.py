@@ -16,7 +16,7 @@ from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
                       compiled_scatter_add, cpp_name, numel, rows_valid)
-from ._fused import INT32, fill_zero_vm, vm_helper, vm_kernel
+from ._fused import INT32, fill_zero_vm, rows_in_range, vm_helper, vm_kernel
 
 
 def _c2_type(dtype):
@@ -549,9 +549,8 @@ def unique_cuda(ctx, args, x):
 def _batch_gather_rows(f4, idx, data, out, outer, n, block, count, gradient):
     """Gather (or, for the gradient, zero and scatter-add in order) rows of the
     (outer, n, block) view; False when an index is outside [0, n)."""
-    for j in range(count):
-        if idx[j] < 0 or idx[j] >= n:
-            return False
+    if not rows_in_range(idx, n):
+        return False
     if gradient:
         f4[out:out + outer * n * block] = 0
     for s in range(outer):

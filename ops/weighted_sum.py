@@ -11,7 +11,7 @@ from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, di
                       compiled_scatter_add, compiled_scatter_loop, expect_dtype, expect_dtypes,
                       gather_rows, numel, occurrence_rounds, repeated_positions, rows_valid,
                       scatter_rows)
-from ._fused import INT32, vm_bind, vm_helper, vm_kernel
+from ._fused import INT32, rows_in_range, vm_bind, vm_helper, vm_kernel
 
 
 def _one_element(op, w, k, pair):
@@ -357,11 +357,8 @@ vm_bind(__name__, "_scatter_vm", compiled_scatter_loop)
 def _scatter_pairs(c, p, f4, idx, n, block, count):
     """X_0 rows idx += w_k * X_k, pair after pair; False (nothing written) when w_0 is
     not 1 (the kernel's rounds path) or an index is outside [0, n)."""
-    if f4[c[p + 2]] != np.float32(1):
+    if f4[c[p + 2]] != np.float32(1) or not rows_in_range(idx, n):
         return False
-    for j in range(count):
-        if idx[j] < 0 or idx[j] >= n:
-            return False
     data = f4[c[p + 1]:c[p + 1] + n * block].reshape((n, block))
     for k in range(c[p + 7]):
         x = c[p + 8 + 2 * k]

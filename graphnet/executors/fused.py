@@ -35,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+from math import prod
 from operator import attrgetter, gt, is_
 
 import numpy as np
@@ -82,8 +83,7 @@ class FusedOp(object):
         return self._outs[k][1]
 
     def index(self, k):
-        kind, offset = self._ins[k]
-        return kind, offset
+        return self._ins[k]
 
     def emit(self, kernel, *operands):
         """One instruction: `kernel` (a registered VM kernel) over `operands` (ints)."""
@@ -101,12 +101,12 @@ class FusedOp(object):
 
     def same_sizes(self, inputs=None):
         """The listed inputs (default all) hold as many elements as output 0."""
-        size = _numel(self.out_info[0].shape)
+        size = prod(self.out_info[0].shape)
         inputs = range(len(self.in_info)) if inputs is None else inputs
-        return all(_numel(self.in_info[k].shape) == size for k in inputs)
+        return all(prod(self.in_info[k].shape) == size for k in inputs)
 
     def size(self, k=0):
-        return _numel(self.out_info[k].shape)
+        return prod(self.out_info[k].shape)
 
     def f32_constant(self, value):
         """Arena offset of a float32 constant (a scalar argument, as C++ float)."""
@@ -123,13 +123,6 @@ class FusedOp(object):
         return True
 
 
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 class _Arenas(object):
     """One plan's blob storage, shared by its programs: a slot per (blob, shape,
     dtype), so a blob whose shape every program agrees on (the parameters) keeps
@@ -141,7 +134,6 @@ class _Arenas(object):
         self.slots = {}  # key -> (kind, offset, TensorInfo, blob, device)
         self.arenas = [np.empty(1, d) for d in _DTYPES]
         self.views = {}
-        self.generation = 0
         self.arena_refs = None
         self.programs = []  # every _Fused using these arenas
 
@@ -149,7 +141,7 @@ class _Arenas(object):
         if key not in self.slots:
             kind = _KINDS[info.dtype]
             self.slots[key] = (kind, self.sizes[kind], info, blob, device)
-            self.sizes[kind] += _numel(info.shape)
+            self.sizes[kind] += prod(info.shape)
         return self.slots[key][:2]
 
     def constant(self, value):
@@ -180,14 +172,13 @@ class _Arenas(object):
         old = self.views
         self.views = {}
         for key, (kind, offset, info, blob, extra) in self.slots.items():
-            view = self.arenas[kind][offset:offset + _numel(info.shape)].reshape(info.shape)
+            view = self.arenas[kind][offset:offset + prod(info.shape)].reshape(info.shape)
             if blob is None:  # a constant: its values
                 view[...] = extra.reshape(info.shape)
             else:
                 if key in old and blob.value is old[key]:
                     blob.value = view
                 self.views[key] = view
-        self.generation += 1
 
     def measure_arenas(self):
         return list(map(sys.getrefcount, self.arenas))
@@ -255,16 +246,7 @@ class _Fused(object):
         """Let every blob hold its view, copying the inputs in (and outputs that fit:
         the run that recorded the net computed them). False, before anything moved,
         when an input does not fit this program (its dtype or device differs)."""
-        stale = self._stale()
-        if not self._fits(stale):
-            return False
-        for k in stale:
-            blob, view = self.blobs[k], self.views[k]
-            value = blob.value
-            if isinstance(value, np.ndarray) and value.shape == view.shape:
-                view[...] = value
-            blob.value, blob.device = view, self.devices[k]
-        return True
+        return self._refresh(self._stale(), outputs_too=True)
 
     def _fits(self, stale):
         n_ext, blobs, views, devices = self.n_ext, self.blobs, self.views, self.devices
@@ -292,16 +274,19 @@ class _Fused(object):
         a = arenas.arenas
         return self.vm(self.code, a[0], a[1], a[2])
 
-    def _refresh(self, stale):
-        """Copy fed inputs in and point blobs back; False (before copying anything)
+    def _refresh(self, stale, outputs_too=False):
+        """Copy fed inputs in (`outputs_too`: outputs whose shape fits as well) and
+        point the `stale` blobs back at their views; False (before copying anything)
         when an input no longer fits this program."""
         if not self._fits(stale):
             return False
         n_ext, blobs, views, devices = self.n_ext, self.blobs, self.views, self.devices
         for k in stale:
-            if k < n_ext:
-                views[k][...] = blobs[k].value
-            blobs[k].value, blobs[k].device = views[k], devices[k]
+            view, value = views[k], blobs[k].value
+            if k < n_ext or (outputs_too and isinstance(value, np.ndarray)
+                             and value.shape == view.shape):
+                view[...] = value
+            blobs[k].value, blobs[k].device = view, devices[k]
         return True
 
     def _reallocate(self, info):
@@ -331,7 +316,7 @@ def fused_state(plan):
 def maybe_run_fused(plan, interpret):
     """Run `plan` once: fused when a program fits these inputs, else through
     `interpret(plan)`, counting runs towards fusing (per input signature)."""
-    info = plan.fusion if hasattr(plan, "fusion") else fused_state(plan)
+    info = fused_state(plan)
     fused = plan.fused
     if fused is not None and info.state == "fused":
         # one program: try it; several (batches cycling through shapes): pick by shapes

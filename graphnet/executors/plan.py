@@ -149,8 +149,7 @@ def _compile(netdef, blobs):
     placements = {}  # (schema, device, counts) -> default input and output devices
     steps, reads = [], []
     for index, op in enumerate(netdef.op):
-        option = (_merged_option(net_option, op) if net_option is not None else
-                  op.device_option if op.HasField("device_option") else None)
+        option = _merged_option(net_option, op)
         if option is not None and option.node_name:
             raise _fail(index, op, "node_name must be empty for all operators at "
                         "execution time.")
