@@ -528,3 +528,26 @@ def test_same_shapes_other_dtype_run_interpreted():
     workspace.RunNet(net.Name())
     assert info.fused_runs == 3
     np.testing.assert_allclose(workspace.FetchBlob("s"), x + y, rtol=1e-6)
+
+
+def test_a_net_on_an_emulated_gpu_is_fused_with_its_devices():
+    from graphnet.proto import caffe2_pb2
+    rng = np.random.default_rng(17)
+    gpu = core.DeviceOption(caffe2_pb2.CUDA, 0)
+    net = core.Net("on_gpu")
+    with core.DeviceScope(gpu):
+        net.FC(["x", "w", "b"], "y")
+        net.Relu("y", "r")
+        feeds = {"x": rand(rng, 4, 3), "w": rand(rng, 2, 3), "b": rand(rng, 2)}
+        for name, value in feeds.items():
+            workspace.FeedBlob(name, value)
+    workspace.CreateNet(net)
+    for _ in range(3):
+        x = rand(rng, 4, 3)
+        workspace.FeedBlob("x", x, gpu)
+        workspace.RunNet(net.Name())
+        np.testing.assert_allclose(workspace.FetchBlob("r"), np.maximum(
+            x @ feeds["w"].T + feeds["b"], 0), rtol=1e-5, atol=1e-6)
+    info = plan_of(net).fusion
+    assert info.state == "fused" and info.fused_runs == 2
+    assert workspace._ws()._blobs["r"].device.is_gpu  # outputs stay on gpu_0
