@@ -3,23 +3,23 @@
 `mpiexec -n R python -m graphnet run SCRIPT ...` runs an unmodified script on R
 ranks. Every rank builds the whole net; `gpu_d` lives on rank d // devices_per_rank
 (placement.py) and each rank runs only the ops placed on its devices, CPU ops on
-all. A Copy across ranks becomes a matched MPI send/receive, NCCLAllreduce over
-devices of several ranks an MPI all-reduce, DLRM's butterfly shuffle one
+all. A Copy across ranks becomes a matched send/receive, NCCLAllreduce over
+devices of several ranks an all-reduce, DLRM's butterfly shuffle one
 all-to-all per shuffle (lowering.py, butterfly.py). Mismatched nets are caught
 when created (netcheck.py); a failed or killed rank stops the job with an error
 naming it and its op (comm.py, launcher.py).
 
 Module map: placement (devices -> ranks), comm (mpi4py with deadlines),
-watchdog (heartbeats), lowering
+nccl (GPU arrays over NCCL), watchdog (heartbeats), lowering
 (the global schedule), butterfly (the all-to-all pass), steps (this rank's
 Steps), netcheck, runtime (workspace hooks), status, launcher, errors.
 
-Blobs are numpy arrays and travel over MPI. The NCCL path for CuPy blobs is not
-built; where it goes: Placement.local_device_index maps gpu_d to the rank's
-physical GPU, and steps.py calls its Comm only through send / recv /
-allreduce_sum / alltoallv, so a Comm over NCCL (cupy.cuda.nccl, its unique id
-broadcast over MPI; all-to-all as grouped send / receive) serves GPU arrays
-with the same schedule, deadlines staying on the MPI control channel.
+numpy blobs travel over MPI. CuPy blobs (real GPUs) travel over NCCL when every
+rank can use it (CuPy with NCCL 2.7+, a GPU of its own): the header over MPI, the
+bytes as NCCL send/receive, all-reduces as NCCL all-reduce, the all-to-all as one
+NCCL group; deadlines and failure notices stay on the MPI control channel
+(nccl.py). Otherwise they are staged through host memory over MPI, and
+`transport()` says why.
 """
 
 from graphnet.distributed.errors import (DistributedError, NetMismatchError,
@@ -27,6 +27,7 @@ from graphnet.distributed.errors import (DistributedError, NetMismatchError,
                                          PlacementError, RankFailedError)
 
 __all__ = ["start", "stop", "is_active", "rank", "world_size", "cluster", "stats",
+           "transport",
            "reset_stats", "set_alltoall", "mpi_comm", "DistributedError", "RankFailedError",
            "PeerTimeoutError", "PeerLostError", "NetMismatchError", "PlacementError"]
 
@@ -72,6 +73,17 @@ def rank():
 def world_size():
     c = _state["cluster"]
     return c.size if c is not None else 1
+
+
+def transport():
+    """("nccl" or "mpi", why not NCCL): how GPU arrays move between this job's ranks,
+    settled when the first net that moves data between ranks is created."""
+    c = _state["cluster"]
+    if c is None:
+        return "mpi", "a single process"
+    reason = c.transport_reason
+    return c.transport, ("no net has moved data between ranks yet" if reason is None
+                         else reason)
 
 
 def stats():

@@ -6,7 +6,8 @@ so no rank hangs in a transfer or a collective when a peer is gone: it raises
 RankFailedError (naming the failed rank and op), PeerLostError (a peer went
 silent: its rank and last reported op) or PeerTimeoutError (the ranks it waited
 for). Arrays travel as a fixed 12-int64 header (dtype, shape, bytes) then their
-raw bytes. Imports numpy, distributed.errors and watchdog; mpi4py when a Comm is
+raw bytes; where the job set up NCCL (nccl.py: `Comm.device`), CuPy arrays send
+only the header over MPI and their bytes over NCCL. Imports numpy, distributed.errors and watchdog; mpi4py when a Comm is
 made.
 """
 
@@ -21,7 +22,7 @@ from graphnet.distributed.errors import (DistributedError, PeerLostError,
                                          PeerTimeoutError, RankFailedError)
 from graphnet.distributed.watchdog import Watchdog, heartbeat_settings
 
-__all__ = ["Comm", "Stats", "encode", "decode", "default_timeout"]
+__all__ = ["Comm", "Stats", "encode", "decode", "default_timeout", "header_dtype_shape"]
 
 TAG_NOTICE, TAG_ACK = 1, 2
 _HEADER = 12  # [kind, dtype code, ndim, nbytes, dim0 .. dim7]
@@ -29,7 +30,7 @@ _MAX_DIMS = _HEADER - 4
 _DTYPES = [np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool",
                                  "uint8", "int8", "int16", "uint16", "float16")]
 _CODE = {d: i for i, d in enumerate(_DTYPES)}
-_RAW, _PICKLED = 0, 1
+_RAW, _PICKLED, _DEVICE = 0, 1, 2  # _DEVICE: the bytes follow over NCCL
 _YIELD_SPINS = 200
 _yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
@@ -44,11 +45,16 @@ def default_timeout():
                                "found %r" % raw)
 
 
-def encode(value):
+def encode(value, device=False):
     """(header int64[12], payload uint8[n]) for an array or any picklable value.
-    Device (CuPy) arrays travel through host memory, as raw bytes like numpy's."""
+    Device (CuPy) arrays travel through host memory, as raw bytes like numpy's;
+    with `device` (NCCL carries them) the header alone, flagged _DEVICE."""
     header = np.zeros(_HEADER, np.int64)
     if not isinstance(value, np.ndarray) and type(value).__module__.startswith("cupy"):
+        if device and value.dtype in _CODE and value.ndim <= _MAX_DIMS:
+            header[0], header[1], header[2] = _DEVICE, _CODE[value.dtype], value.ndim
+            header[4:4 + value.ndim] = value.shape
+            return header, np.zeros(0, np.uint8)
         value = to_numpy(value)
     array = value if isinstance(value, np.ndarray) else None
     if array is not None and array.dtype in _CODE and array.ndim <= _MAX_DIMS:
@@ -67,9 +73,13 @@ def decode(header, payload):
     """Inverse of encode; `payload` is a uint8 array of header[3] bytes."""
     if header[0] == _PICKLED:
         return pickle.loads(payload.tobytes())
-    dtype = _DTYPES[int(header[1])]
-    shape = tuple(int(d) for d in header[4:4 + int(header[2])])
+    dtype, shape = header_dtype_shape(header)
     return payload.view(dtype).reshape(shape)
+
+
+def header_dtype_shape(header):
+    """The dtype and shape an array header describes."""
+    return _DTYPES[int(header[1])], tuple(int(d) for d in header[4:4 + int(header[2])])
 
 
 def empty_payload(header):
@@ -113,6 +123,7 @@ class Comm(object):
         self.notified = False    # this rank already told the others it failed
         self._pending = []       # control messages still in flight
         self._groups = {}
+        self.device = None       # an NcclTransport once the job agreed on NCCL
 
     def start_watchdog(self, label_source):
         """Heartbeats to and from every other rank (see watchdog.py)."""
@@ -135,6 +146,12 @@ class Comm(object):
             test = lambda: MPI.Request.Testall(requests)  # noqa: E731
         else:
             test = lambda: requests[0].Test(status)  # noqa: E731
+        self.wait_until(test, label, peers)
+
+    def wait_until(self, test, label, peers, on_check=None):
+        """Poll `test()` until true, with wait()'s notices, heartbeats and deadline
+        (`on_check()` runs with the heartbeat check: NCCL's asynchronous errors)."""
+        MPI = self.MPI
         start = time.monotonic()
         deadline, next_check = start + self.timeout, start + 0.25
         spins = 0
@@ -149,6 +166,8 @@ class Comm(object):
                 if now > next_check:
                     next_check = now + 0.25
                     self._check_alive(label, peers)
+                    if on_check is not None:
+                        on_check()
                 if now > deadline:
                     raise self._timeout(label, peers)
                 # then back off to 0.5 ms, so waiting ranks leave the cores to working ones
@@ -252,22 +271,43 @@ class Comm(object):
 
     # --- point to point ------------------------------------------------------------
     def send(self, value, dst, tag, label):
-        header, payload = encode(value)
-        requests = [self.data.Isend(header, dst, tag), self.data.Isend(payload, dst, tag)]
+        header, payload = encode(value, device=self.device is not None)
+        requests = [self.data.Isend(header, dst, tag)]
+        if header[0] != _DEVICE:
+            requests.append(self.data.Isend(payload, dst, tag))
         self.wait(requests, label, [dst])
-        self.stats.bytes_sent += payload.size
+        sent = self.device.send(value, dst, label) if header[0] == _DEVICE else payload.size
+        self.stats.bytes_sent += sent
         self.stats.messages += 1
 
     def recv(self, src, tag, label):
         header = np.empty(_HEADER, np.int64)
         self.wait([self.data.Irecv(header, src, tag)], label, [src])
+        if header[0] == _DEVICE:
+            return self._device(label).recv(header, src, label)
         payload = empty_payload(header)
         self.wait([self.data.Irecv(payload, src, tag)], label, [src])
         return decode(header, payload)
 
+    def _device(self, label):
+        if self.device is None:
+            raise DistributedError(
+                "rank %d received a GPU array announced over NCCL in %s, but this rank "
+                "set up no NCCL transport: the ranks disagree (GRAPHNET_DIST_NCCL must "
+                "be the same on all)" % (self.rank, label))
+        return self.device
+
     # --- collectives -----------------------------------------------------------------
     def allreduce_sum(self, array, ranks, label):
-        """Sum of `array` over `ranks` (this rank among them), returned as a new array."""
+        """Sum of `array` over `ranks` (this rank among them): over NCCL where the
+        job set it up (a CuPy array back, on this rank's NCCL GPU), else over MPI
+        (a new numpy array)."""
+        if self.device is not None:
+            p = len(ranks)
+            self.stats.allreduce_bytes += int(2 * (p - 1) * array.nbytes // p)
+            self.stats.collectives += 1
+            return self.device.allreduce_sum(array, ranks, label)
+        array = to_numpy(array)
         MPI = self.MPI
         work = np.array(array, dtype=np.float32 if array.dtype == np.float16
                         else array.dtype, copy=True, order="C")
@@ -285,7 +325,8 @@ class Comm(object):
         MPI = self.MPI
         ranks = tuple(sorted(ranks))
         comm = self.group(ranks)
-        encoded = {dst: [encode(v) for v in values] for dst, values in sends.items()}
+        device = self.device is not None
+        encoded = {dst: [encode(v, device) for v in values] for dst, values in sends.items()}
         s_counts = [_HEADER * len(encoded.get(r, ())) for r in ranks]
         r_counts = [_HEADER * expect.get(r, 0) for r in ranks]
         s_headers = np.concatenate([h for r in ranks for h, _ in encoded.get(r, ())]
@@ -307,6 +348,7 @@ class Comm(object):
         self.wait([comm.Ialltoallv([s_payload, (s_bytes, _displs(s_bytes)), MPI.BYTE],
                                    [r_payload, (r_bytes, _displs(r_bytes)), MPI.BYTE])],
                   label, ranks)
+        on_device = self._exchange_device(sends, encoded, headers, expect, ranks, label)
         self.stats.bytes_sent += int(s_payload.size)
         self.stats.messages += sum(1 for b in s_bytes if b)
         self.stats.collectives += 1
@@ -316,24 +358,49 @@ class Comm(object):
             for _ in range(expect.get(r, 0)):
                 header = headers[row]
                 size = int(header[3])
-                values.append(np.array(decode(header, r_payload[offset:offset + size]),
-                                       copy=True))
+                if header[0] == _DEVICE:
+                    values.append(on_device.pop(0))
+                else:
+                    values.append(np.array(decode(header, r_payload[offset:offset + size]),
+                                           copy=True))
                 row, offset = row + 1, offset + size
             out[r] = values
         return out
 
-    def bcast(self, value, root, label):
-        """`value` from world rank `root` to every rank (collective)."""
+    def _exchange_device(self, sends, encoded, headers, expect, ranks, label):
+        """The NCCL part of alltoallv: the arrays whose headers say _DEVICE, sent and
+        received in one group; returns the received ones in (source, order) order."""
+        out = [(dst, v) for dst in ranks for v, (h, _) in zip(sends.get(dst, ()),
+                                                              encoded.get(dst, ()))
+               if h[0] == _DEVICE]
+        into, row = [], 0
+        for src in ranks:
+            for _ in range(expect.get(src, 0)):
+                if headers[row][0] == _DEVICE:
+                    into.append((src, headers[row]))
+                row += 1
+        if not out and not into:
+            return []
+        received, sent = self._device(label).exchange(out, into, label, ranks)
+        self.stats.bytes_sent += sent
+        self.stats.messages += len(out)
+        return received
+
+    def bcast(self, value, root, label, ranks=None):
+        """`value` from world rank `root` to every rank, or to the world ranks
+        `ranks` (collective over them; root among them)."""
+        ranks = tuple(range(self.size)) if ranks is None else tuple(sorted(ranks))
+        comm, index = self.group(ranks), ranks.index(root)
         header = np.empty(_HEADER, np.int64)
         payload = None
         if self.rank == root:
             header, payload = encode(value)
-        self.wait([self.data.Ibcast(header, root=root)], label, range(self.size))
+        self.wait([comm.Ibcast(header, root=index)], label, ranks)
         if self.rank != root:
             payload = empty_payload(header)
-        self.wait([self.data.Ibcast(payload, root=root)], label, range(self.size))
+        self.wait([comm.Ibcast(payload, root=index)], label, ranks)
         if self.rank == root:
-            self.stats.bytes_sent += int(payload.size) * (self.size - 1)
+            self.stats.bytes_sent += int(payload.size) * (len(ranks) - 1)
             return value
         return decode(header, payload)
 

@@ -11,7 +11,12 @@ The Cluster is what graphnet.workspace calls when a job runs on several ranks:
 * fetch(): FetchBlob of a blob another rank holds is collective: its holder
   broadcasts it, so every rank (each runs the same script) gets the value.
 
-Imports executors, lowering, butterfly, steps, netcheck, status and comm.
+GPU ops run with the CUDA runner (per-device streams) also here; the first placed
+net that moves data between ranks settles, collectively, whether GPU arrays
+travel over NCCL or staged through host memory over MPI (nccl.py; `transport`,
+`transport_reason`).
+
+Imports executors, lowering, butterfly, steps, netcheck, nccl, status and comm.
 """
 
 import os
@@ -19,12 +24,14 @@ import weakref
 
 from graphnet.errors import OperatorError
 from graphnet.executors.backends import num_gpu_devices
+from graphnet.executors.cuda.runner import run_cuda_plan, uses_cuda
 from graphnet.executors.dag import run_dag
 from graphnet.executors.run import run_simple
 from graphnet.distributed.butterfly import merge_butterflies
 from graphnet.distributed.errors import (PeerLostError, PeerTimeoutError,
                                          RankFailedError)
 from graphnet.distributed.lowering import build_schedule
+from graphnet.distributed.nccl import negotiate
 from graphnet.distributed.netcheck import check_same_net
 from graphnet.distributed.placement import (EVERY_RANK, Placement, RemoteValue,
                                             devices_per_rank_for)
@@ -71,6 +78,7 @@ class Cluster(object):
         seed = int.from_bytes(os.urandom(4), "little") if self.rank == 0 else None
         self.seed = comm.bcast(seed, 0, "the job's start (sharing the random seed)")
         self._holders = weakref.WeakKeyDictionary()
+        self.transport_reason = None  # None: not negotiated yet; "": NCCL is used
         comm.start_watchdog(lambda: self.board.read()[1])
 
     def placement(self):
@@ -93,6 +101,7 @@ class Cluster(object):
             self.board.set_label("in %s('%s'): comparing the net with the other ranks"
                                  % (how, plan.name))
             check_same_net(self.comm, plan.netdef, placement, how)
+            self._negotiate(placement)
             self._make_groups(state.schedule)
         plan.distributed = state
         plan.runner = self.run
@@ -126,7 +135,11 @@ class Cluster(object):
             self._lower(plan, state, ws)  # blobs moved since: same net, new schedule
             self._make_groups(state.schedule)
         try:
-            (run_simple if plan.net_type == "simple" else run_dag)(plan)
+            if uses_cuda(plan):  # per-device streams; NCCL work settled before the sync
+                device = self.comm.device
+                run_cuda_plan(plan, settle=device.settle if device is not None else None)
+            else:
+                (run_simple if plan.net_type == "simple" else run_dag)(plan)
         except BaseException as exc:
             self.report_failure(exc)
             raise
@@ -170,10 +183,27 @@ class Cluster(object):
         state.idle = self.board.encode("in the script, after running net '%s'" % plan.name)
         return placement
 
+    @property
+    def transport(self):
+        """"nccl" or "mpi": how GPU arrays move between ranks ("mpi" also before the
+        first placed net; transport_reason says why not NCCL)."""
+        return "nccl" if self.comm.device is not None else "mpi"
+
+    def _negotiate(self, placement):
+        """Once per job, collectively: NCCL for GPU arrays, or why not (nccl.py)."""
+        if self.transport_reason is None:
+            self.comm.device, self.transport_reason = negotiate(
+                self.comm, placement, num_gpu_devices())
+
     def _make_groups(self, schedule):
-        """Sub-communicators are created collectively by their members; every member
-        reaches this point in the same order, before any of them runs the net."""
+        """Sub-communicators (MPI, and NCCL for all-reduces when the job uses it) are
+        created collectively by their members; every member reaches this point in
+        the same order, before any of them runs the net."""
         for e in schedule.events:
             ranks = getattr(e, "ranks", None)
             if ranks and self.rank in ranks:
                 self.comm.group(ranks)
+                if self.comm.device is not None and e.kind == "allreduce":
+                    self.comm.device.communicator(
+                        ranks, "setting up the NCCL communicator of ranks %s"
+                        % ", ".join(map(str, sorted(ranks))))

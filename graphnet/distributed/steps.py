@@ -17,9 +17,10 @@ import numpy as np
 from graphnet.blobs import Blob
 from graphnet.devices import CPU, device_name
 from graphnet.errors import EnforceError
-from graphnet.executors.backends import backend_for, to_numpy
+from graphnet.executors.backends import backend_for, cuda_backend, to_numpy
 from graphnet.executors.dag import dependencies
 from graphnet.executors.plan import Step
+from graphnet.distributed.nccl import is_device_array
 from graphnet.distributed.placement import EVERY_RANK, RemoteValue
 
 __all__ = ["local_steps"]
@@ -46,12 +47,41 @@ def _comm_step(base, op_type, kernel, ins, in_blobs, outs, out_blobs, out_device
     return s
 
 
-def _placed(value, device):
-    """A received host array on `device`: CuPy memory where real GPUs run it (the
-    transfer was staged through host memory), the array itself for numpy devices."""
+def _placed(value, device, fresh=False):
+    """A received value on `device`: on real GPUs CuPy memory of the device's own GPU
+    (a host array staged over MPI is uploaded, an array NCCL delivered to another
+    GPU of this rank is copied over), on numpy devices a host array. `fresh`: never
+    the value itself (outputs of one all-reduce must not alias)."""
+    if is_device_array(value):
+        backend = backend_for(device)
+        if not device.is_gpu or backend.name != "cupy":
+            return np.array(to_numpy(value), copy=True)
+        if fresh or value.device.id != backend.rt.physical_of(device.id):
+            return backend.copy_to(value, device)
+        return value
+    if fresh:
+        value = np.array(value, copy=True)
     if not isinstance(value, np.ndarray) or not device.is_gpu:
         return value
     return backend_for(device).from_host(value, device)
+
+
+def _partial_sum(inputs, on_device):
+    """The sum of this rank's all-reduce inputs, in input order as the numpy kernel
+    adds them: on the first input's GPU when NCCL reduces it, else on the host."""
+    if on_device and all(map(is_device_array, inputs)):
+        first = inputs[0]
+        with first.device:
+            partial = first.copy()
+            for x in inputs[1:]:
+                if x.device.id != first.device.id:
+                    x = cuda_backend().copy_like(x, first)
+                partial += x
+        return partial
+    partial = np.array(to_numpy(inputs[0]), copy=True)
+    for x in inputs[1:]:
+        partial += to_numpy(x)
+    return partial
 
 
 def _tracked(kernel, board, label):
@@ -140,22 +170,19 @@ class _Local(object):
             return
         step, comm = e.step, self.comm
         mine = e.local[self.me]
-        text = "%s: MPI all-reduce (sum) over ranks %s" % (
+        text = "%s: all-reduce (sum) over ranks %s" % (
             _where(step, self.net), ", ".join(map(str, e.ranks)))
         status = self.label("waiting in " + text)
 
         def allreduce(ctx, args, *inputs, _board=self.board):
             _board.set_label(status)
             _check_float_inputs(inputs, [step.in_names[i] for i in mine])
-            partial = np.array(to_numpy(inputs[0]), copy=True)
-            for x in inputs[1:]:
-                partial += to_numpy(x)
-            total = comm.allreduce_sum(partial, e.ranks, text)
-            return tuple(_placed(np.array(total, copy=True), step.out_devices[i])
-                         for i in mine)
+            total = comm.allreduce_sum(_partial_sum(inputs, comm.device is not None),
+                                       e.ranks, text)
+            return tuple(_placed(total, step.out_devices[i], fresh=True) for i in mine)
         ins = [step.in_names[i] for i in mine]
         outs = [step.out_names[i] for i in mine]
-        self.add(_comm_step(step, "NCCLAllreduce [MPI all-reduce over ranks %s]"
+        self.add(_comm_step(step, "NCCLAllreduce [all-reduce over ranks %s]"
                             % ",".join(map(str, e.ranks)), allreduce, ins,
                             [step.in_blobs[i] for i in mine], outs,
                             [step.out_blobs[i] for i in mine],

@@ -4,7 +4,9 @@ reads after its rank died, and how the launcher recognises an MPI launch."""
 import numpy as np
 import pytest
 
-from graphnet.distributed import comm, launcher, status
+from graphnet.distributed import comm, launcher, nccl, status
+from graphnet.distributed.errors import DistributedError
+from graphnet.distributed.placement import Placement
 
 
 @pytest.mark.parametrize("value", [
@@ -26,6 +28,40 @@ def test_arrays_survive_the_wire_format(value):
         assert np.array_equal(back, value)
     else:
         assert back == value
+
+
+def test_host_arrays_travel_over_mpi_even_where_nccl_carries_gpu_arrays():
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    header, payload = comm.encode(value, device=True)
+    assert header[0] != comm._DEVICE and payload.size == 24
+    assert comm.header_dtype_shape(header) == (np.dtype(np.float32), (2, 3))
+
+
+class _OneRank(object):
+    """The one collective negotiate() makes, for a world of one process."""
+    rank, size = 0, 1
+
+    def allgather_bytes(self, data, label):
+        return [bytes(data)]
+
+
+@pytest.mark.parametrize("env, why", [
+    ("1", "rank 0: its GPU ops run on numpy ("),
+    ("", "rank 0: its GPU ops run on numpy ("),
+    ("0", "rank 0: GRAPHNET_DIST_NCCL=0"),
+])
+def test_without_cupy_gpu_arrays_are_staged_over_mpi_and_the_reason_is_given(
+        monkeypatch, env, why):
+    monkeypatch.setenv("GRAPHNET_DIST_NCCL", env)
+    transport, reason = nccl.negotiate(_OneRank(), Placement(0, 1, 2), 2)
+    assert transport is None and reason.startswith(why), reason
+
+
+def test_a_bad_nccl_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv("GRAPHNET_DIST_NCCL", "maybe")
+    with pytest.raises(DistributedError, match="GRAPHNET_DIST_NCCL must be 0 or 1, "
+                                               "found 'maybe'"):
+        nccl.nccl_requested()
 
 
 def test_status_board_keeps_the_last_label_and_state():

@@ -174,8 +174,10 @@ def _synchronize(plan, state):
                 cause=exc) from exc
 
 
-def run_cuda_plan(plan):
-    """Run a plan with GPU ops once (plan.runner for plans that use CuPy)."""
+def run_cuda_plan(plan, settle=None):
+    """Run a plan with GPU ops once (plan.runner for plans that use CuPy).
+    `settle(failed)` runs before the final synchronization: a plan placed on
+    several ranks waits there, under its deadline, for its NCCL transfers."""
     from graphnet.executors.cuda.runtime import runtime
     rt = runtime()
     with copies.run_scope() as scope, checks.collect() as deferred:
@@ -191,10 +193,14 @@ def run_cuda_plan(plan):
         finally:
             if failed:
                 try:
+                    if settle is not None:
+                        settle(True)
                     _synchronize(plan, state)
                 except Exception:  # the op's own error is the one to report
                     pass
             else:
+                if settle is not None:
+                    settle(False)
                 _synchronize(plan, state)
         found = deferred.first_failure()
         if found is not None:

@@ -64,6 +64,9 @@ else:           # s_cpu to rank 0 (for the CPU Scale)
     assert sent["messages"] == 1, sent
 if rank == 0:
     assert isinstance(local_value("s3"), RemoteValue)
+# GPU arrays would travel over NCCL only if every rank ran its GPU ops on CuPy
+how, why = distributed.transport()
+assert how == "mpi" and why.startswith("rank 0: its GPU ops run on numpy"), (how, why)
 
 # 3. replicated CPU ops with random fills draw the same numbers on every rank
 init = core.Net("init")
