@@ -15,9 +15,10 @@ import zlib
 import numpy as np
 
 from graphnet.blobs import Blob
-from graphnet.devices import CPU, device_name
+from graphnet.devices import CPU, CUDA_TYPE, Device, device_name
 from graphnet.errors import EnforceError
-from graphnet.executors.backends import backend_for, cuda_backend, to_numpy
+from graphnet.executors.backends import (backend_for, cuda_backend, num_gpu_devices,
+                                         to_numpy)
 from graphnet.executors.dag import dependencies
 from graphnet.executors.plan import Step
 from graphnet.distributed.nccl import is_device_array
@@ -36,11 +37,14 @@ def _where(step, net):
     return "op #%d (%s) of net '%s'" % (step.index, step.op_type, net)
 
 
-def _comm_step(base, op_type, kernel, ins, in_blobs, outs, out_blobs, out_devices):
+def _comm_step(base, op_type, kernel, ins, in_blobs, outs, out_blobs, out_devices,
+               device):
+    """A Step running `kernel` on `device`, one of this rank's own (with real GPUs the
+    CUDA runner makes its stream wait for the inputs' writers, wherever they ran)."""
     s = Step()
     s.index, s.op, s.op_type, s.schema = base.index, base.op, op_type, base.schema
     s.args, s.kernel, s.ctx = None, kernel, None
-    s.device, s.backend = base.device, base.backend
+    s.device, s.backend = device, backend_for(device)
     s.in_names, s.in_blobs, s.want_devices = list(ins), list(in_blobs), [None] * len(ins)
     s.out_names, s.out_blobs, s.out_devices = list(outs), list(out_blobs), list(out_devices)
     s.dynamic_devices, s.warned = False, set()
@@ -102,6 +106,14 @@ class _Local(object):
         self.blobs = blobs
         self.temps = {}
         self.steps, self.names, self.is_comm = [], [], []
+        first = cluster.placement().devices_per_rank * self.me
+        # where a send runs: this rank's first GPU (the CPU if it has none)
+        self.own_gpu = Device(CUDA_TYPE, first) if first < num_gpu_devices() else CPU
+
+    def sender_device(self, names):
+        """The device a step sending blobs `names` runs on: this rank's GPU when one
+        of them lives on a GPU, else the CPU."""
+        return self.own_gpu if any(self.blobs[n].device.is_gpu for n in names) else CPU
 
     def temp(self, xfer):
         if xfer.id not in self.temps:
@@ -150,7 +162,9 @@ class _Local(object):
                 return ()
             blob = self.blobs[x.name]
             self.add(_comm_step(x.step, "%s [send to rank %d]" % (x.step.op_type, x.dst),
-                                send, [x.name], [blob], [], [], []), [x.name], [], True)
+                                send, [x.name], [blob], [], [], [],
+                                self.sender_device([x.name]) if not x.device.is_gpu
+                                else self.own_gpu), [x.name], [], True)
         elif x.dst == self.me:
             text = "%s: receive '%s' from rank %d" % (where, x.name, x.src)
             status = self.label("waiting in " + text)
@@ -162,7 +176,7 @@ class _Local(object):
             out_name = x.name if x.push else "xfer:%d" % x.id
             self.add(_comm_step(x.step, "%s [receive from rank %d]" % (x.step.op_type,
                                                                        x.src),
-                                recv, [], [], [out_name], [out], [x.device]),
+                                recv, [], [], [out_name], [out], [x.device], x.device),
                      [], [out_name], True)
 
     def allreduce(self, e):
@@ -186,7 +200,8 @@ class _Local(object):
                             % ",".join(map(str, e.ranks)), allreduce, ins,
                             [step.in_blobs[i] for i in mine], outs,
                             [step.out_blobs[i] for i in mine],
-                            [step.out_devices[i] for i in mine]), ins, outs, True)
+                            [step.out_devices[i] for i in mine],
+                            step.out_devices[mine[0]]), ins, outs, True)
 
     def exchange(self, e):
         if self.me not in e.ranks:
@@ -213,9 +228,10 @@ class _Local(object):
         ins = [x.name for x in sends]
         outs = [x.name if x.push else "xfer:%d" % x.id for x in recvs]
         out_blobs = [self.blobs[x.name] if x.push else self.temp(x) for x in recvs]
+        device = recvs[0].device if recvs else self.sender_device(ins)
         self.add(_comm_step(first, "all-to-all [%s]" % e.label, exchange, ins,
                             [self.blobs[n] for n in ins], outs, out_blobs,
-                            [x.device for x in recvs]), ins, outs, True)
+                            [x.device for x in recvs], device), ins, outs, True)
 
     def dependencies(self):
         """dag parents by position, plus a chain through the communication steps."""

@@ -36,8 +36,17 @@ PYEOF
 
 echo "== install (offline)"
 if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    # a venv over the image's packages (CuPy, torch): the carried wheels win, and the
+    # mpich wheel's mpiexec and libmpi land beside its python, where mpi4py finds them
+    if $PY -m venv --system-site-packages /tmp/gpuvenv > "$LOGS/venv.log" 2>&1 && \
+            /tmp/gpuvenv/bin/python -m pip install -q --no-index --no-deps --no-compile \
+            --no-cache-dir .whl/*.whl >> "$LOGS/venv.log" 2>&1; then
+        PY=/tmp/gpuvenv/bin/python
+    else
+        echo "venv install failed (see venv.log): wheels into /tmp/site instead"
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    fi
 fi
 if [ -z "${GRAPHNET_SKIP_INSTALL:-}" ] && ! $PY -m pip install -q --no-deps \
         --no-build-isolation --no-index -e . > "$LOGS/install.log" 2>&1; then
@@ -64,7 +73,7 @@ run_step() {  # name, seconds, command...
     note "$name | rc=$rc | $(( $(date +%s) - t0 ))s | ${last:-no result line}"
 }
 
-run_step gpu_tests 110 $PY -m pytest tests/gpu -q -p no:cacheprovider -rs -s
+run_step gpu_tests 130 $PY -m pytest tests/gpu -q -p no:cacheprovider -rs -s
 run_step bench_copy 35 $PY benchmarks/gpu_copy_bandwidth.py
 run_step bench_sls 40 $PY benchmarks/gpu_sls_bandwidth.py
 run_step bench_dlrm 60 $PY benchmarks/gpu_dlrm_step.py --iters 15

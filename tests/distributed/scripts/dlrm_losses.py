@@ -1,10 +1,13 @@
 """DLRM training losses on this job's ranks, written by rank 0 to OUT (.npz).
 
     mpiexec -n R python -m graphnet run dlrm_losses.py OUT [--net-type dag] [--iters N]
+        [--real-gpus]
 
 Trains examples/dlrm_train.py's model on 4 GPUs (placed on the R ranks) with the
 butterfly all-to-all pass on, again with it off, and on 1 device (the CPU, every
-rank runs it); saves the three loss curves and the bytes each rank sent.
+rank runs it); saves the three loss curves, the bytes each rank sent and how GPU
+arrays travelled (distributed.transport()). --real-gpus: the 4 GPUs are logical
+GPUs on the machine's real ones (CuPy) instead of emulated.
 """
 
 import argparse
@@ -24,11 +27,15 @@ parser = argparse.ArgumentParser()
 parser.add_argument("out")
 parser.add_argument("--net-type", default="simple")
 parser.add_argument("--iters", type=int, default=20)
+parser.add_argument("--real-gpus", action="store_true")
 args = parser.parse_args()
 
 warnings.simplefilter("ignore")  # DLRM's seeds on GPU 0 are read by every GPU
 cfg = dlrm_train.Config(batch=16)
-workspace.SetVirtualGpuCount(4)
+if args.real_gpus:
+    workspace.SetGpuDeviceMapping(4)
+else:
+    workspace.SetVirtualGpuCount(4)
 data = dlrm_train.make_data(cfg, num_batches=8)
 result = {}
 for name, alltoall in (("alltoall_on", True), ("alltoall_off", False)):
@@ -38,6 +45,7 @@ for name, alltoall in (("alltoall_on", True), ("alltoall_off", False)):
                                     show=False)
     result[name + "_bytes"] = distributed.stats()["bytes_sent"]
 result["one_device"] = dlrm_train.train(cfg, 0, data, args.iters, show=False)
+result["transport"] = "%s: %s" % distributed.transport()
 if distributed.rank() == 0:
     np.savez(args.out, **{k: np.asarray(v) for k, v in result.items()})
 print("rank %d of %d done" % (distributed.rank(), distributed.world_size()))
