@@ -7,8 +7,8 @@ RankFailedError (naming the failed rank and op), PeerLostError (a peer went
 silent: its rank and last reported op) or PeerTimeoutError (the ranks it waited
 for). Arrays travel as a fixed 12-int64 header (dtype, shape, bytes) then their
 raw bytes; where the job set up NCCL (nccl.py: `Comm.device`), CuPy arrays send
-only the header over MPI and their bytes over NCCL. Imports numpy, distributed.errors and watchdog; mpi4py when a Comm is
-made.
+only the header over MPI and their bytes over NCCL. Imports numpy,
+distributed.errors and watchdog; mpi4py when a Comm is made.
 """
 
 import os
