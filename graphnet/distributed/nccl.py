@@ -188,24 +188,23 @@ class NcclTransport(object):
 
     # --- the operations the Comm forwards ------------------------------------------
     def send(self, value, dst, label):
-        """Enqueue the NCCL send of `value`'s bytes to world rank `dst`."""
+        """Enqueue the NCCL send of `value`'s bytes to world rank `dst`; its size."""
         self._usable(label)
-        buf = self._home_copy(value)
-        world = self.comms[tuple(range(self.comm.size))]
-        nbytes, uint8 = int(buf.nbytes), self.nccl.NCCL_UINT8
-        self._enqueue(lambda s: world.send(buf.data.ptr, nbytes, uint8, dst, s),
-                      label, [dst], [buf])
-        return nbytes
+        return self._point_to_point("send", self._home_copy(value), dst, label)
 
     def recv(self, header, src, label):
         """Enqueue the NCCL receive matching `header` from world rank `src`."""
         self._usable(label)
         out = self._empty(header)
-        world = self.comms[tuple(range(self.comm.size))]
-        nbytes, uint8 = int(out.nbytes), self.nccl.NCCL_UINT8
-        self._enqueue(lambda s: world.recv(out.data.ptr, nbytes, uint8, src, s),
-                      label, [src], [out])
+        self._point_to_point("recv", out, src, label)
         return out
+
+    def _point_to_point(self, call, buf, peer, label):
+        function = getattr(self.comms[tuple(range(self.comm.size))], call)
+        nbytes, uint8 = int(buf.nbytes), self.nccl.NCCL_UINT8
+        self._enqueue(lambda s: function(buf.data.ptr, nbytes, uint8, peer, s),
+                      label, [peer], [buf])
+        return nbytes
 
     def exchange(self, sends, recvs, label, peers):
         """One NCCL group: sends [(dst, array)], recvs [(src, header)] -> arrays."""
