@@ -3,6 +3,8 @@ gradient ops, and SumReduceLike (a broadcast's reverse).
 Imports numpy, the registry and ops._common only.
 """
 
+import operator
+
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce, get as registry_get
 
 from ._fused import vm_helper, vm_kernel
@@ -59,18 +61,26 @@ def _binary_shape(op):
     return shape
 
 
+# Add / Sub / Mul without legacy reshaping are the array operators themselves (any
+# backend): the kernel calls them directly, a Python frame less per op.
+_OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul}
+
+
 def _binary_kernel(op, fn):
+    direct = _OPERATORS.get(op)
+
     def kernel(ctx, args, a, b):
         # The checks and the broadcast plan depend on shapes and dtypes only: once
-        # they passed for a signature, later runs with it reuse the plan.
-        seen = ctx.cache.get("plan")
-        if (seen is None or seen[0] != a.shape or seen[1] != b.shape
-                or seen[2] is not a.dtype or seen[3] is not b.dtype):
-            seen = ctx.cache["plan"] = (a.shape, b.shape, a.dtype, b.dtype,
-                                        _checked_plan(ctx, op, args, a, b))
-        a_dims, b_dims, out, same = seen[4]
+        # they passed for a signature, later runs with it reuse the plan (one tuple
+        # comparison; dtypes compare by identity first).
+        cache = ctx.cache
+        signature = (a.shape, b.shape, a.dtype, b.dtype)
+        if cache.get("signature") != signature:
+            cache["plan"] = _checked_plan(ctx, op, args, a, b)
+            cache["signature"] = signature
+        a_dims, b_dims, out, same = cache["plan"]
         if same:  # no legacy reshaping: numpy broadcasts as Caffe2 did
-            return fn(ctx.xp, a, b)
+            return direct(a, b) if direct is not None else fn(ctx.xp, a, b)
         return fn(ctx.xp, a.reshape(a_dims), b.reshape(b_dims)).reshape(out)
     return kernel
 
