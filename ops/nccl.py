@@ -1,4 +1,5 @@
-"""Collectives across GPUs: NCCLAllreduce, NCCLBroadcast, NCCLReduce.
+"""Collectives across GPUs: NCCLAllreduce, NCCLBroadcast, NCCLReduce, NCCLAllGather,
+NCCLReduceScatter.
 
 Caffe2's contrib/nccl ops (CUDA only). Input i lives on GPU i of the
 communicator (its own device), outputs land where their input lives, and
@@ -138,6 +139,74 @@ def nccl_reduce(ctx, args, *inputs):
     return total
 
 
+def _one_output_per_input(op_type, ctx, inputs):
+    # Caffe2 gives the collective one element per input and writes output i from it:
+    # with fewer outputs its elements had no destination (a crash there).
+    if ctx.num_outputs != len(inputs):
+        enforce(False, "%s: %d outputs for %d inputs; it writes one output per input "
+                "(output i on input i's GPU). Fix: name %d outputs." % (
+                    op_type, ctx.num_outputs, len(inputs), len(inputs)))
+
+
+ALL_GATHER = OpSchema(
+    "NCCLAllGather", inputs=(1, INF), outputs=(1, INF), declared_devices="gpu_per_input",
+    devices=_per_input_devices, device_kinds=("gpu",), should_not_do_gradient=True,
+    doc="Every output i (on input i's GPU) gets all N inputs stacked: shape "
+        "[N] + input shape, input j at [j]. Inputs float32 or float16, equal shapes; "
+        "not in place.")
+
+
+@ALL_GATHER.shape
+def _all_gather_shape(args, *infos):
+    _identical_shapes(args, *infos)
+    shape = (len(infos),) + tuple(infos[0].shape)
+    return [TensorInfo(shape, infos[0].dtype) for _ in infos]
+
+
+@ALL_GATHER.kernel
+def nccl_all_gather(ctx, args, *inputs):
+    _one_output_per_input("NCCLAllGather", ctx, inputs)
+    _same_float_inputs("NCCLAllGather", inputs)
+    return tuple(ctx.xp.stack(inputs) for _ in inputs)
+
+
+REDUCE_SCATTER = OpSchema(
+    "NCCLReduceScatter", inputs=(1, INF), outputs=(1, INF),
+    declared_devices="gpu_per_input", devices=_per_input_devices, device_kinds=("gpu",),
+    should_not_do_gradient=True,
+    doc="Inputs of shape [N, ...] (N = the number of inputs); output i (on input i's GPU) "
+        "is the sum over the inputs of their slice [i], shape [...]. Float32 or float16, "
+        "equal shapes; not in place.")
+
+
+def _check_scatter_rows(shape, n):
+    if len(shape) < 1 or shape[0] != n:
+        enforce(False, "NCCLReduceScatter: each input's first dimension must be the number "
+                "of inputs (%d) so that output i receives the sum of slice [i]; found shape "
+                "%s. Fix: reshape the inputs to [%d, ...]." % (n, list(shape), n))
+
+
+@REDUCE_SCATTER.shape
+def _reduce_scatter_shape(args, *infos):
+    _identical_shapes(args, *infos)
+    _check_scatter_rows(tuple(infos[0].shape), len(infos))
+    return [TensorInfo(tuple(infos[0].shape)[1:], infos[0].dtype) for _ in infos]
+
+
+@REDUCE_SCATTER.kernel
+def nccl_reduce_scatter(ctx, args, *inputs):
+    _one_output_per_input("NCCLReduceScatter", ctx, inputs)
+    _same_float_inputs("NCCLReduceScatter", inputs)
+    _check_scatter_rows(inputs[0].shape, len(inputs))
+    outs = []
+    for i in range(len(inputs)):
+        total = inputs[0][i].copy()
+        for x in inputs[1:]:
+            total += x[i]
+        outs.append(total)
+    return tuple(outs)
+
+
 # --- CUDA kernels (backend "cupy") ---------------------------------------------------
 # The same checks, then graphnet.executors.cuda.nccl: per physical GPU a local
 # combination of the inputs it hosts, one grouped NCCL call across physical GPUs, and
@@ -176,3 +245,40 @@ def _on_device(ctx, inputs):
     xp = ctx.xp
     return [x if isinstance(x, xp.ndarray) else ctx.backend.copy_to(x, ctx.device)
             for x in inputs]
+
+
+# NCCLAllGather / NCCLReduceScatter on real GPUs: each output is assembled on its own
+# input's GPU from copies of the other inputs (peer copies on the op's stream, staged
+# where peers cannot reach), so any logical -> physical mapping gives the same values.
+
+@ALL_GATHER.kernel(backend="cupy")
+def nccl_all_gather_cuda(ctx, args, *inputs):
+    _one_output_per_input("NCCLAllGather", ctx, inputs)
+    _same_float_inputs("NCCLAllGather", inputs)
+    inputs, xp = _on_device(ctx, inputs), ctx.xp
+    outs = []
+    for home in inputs:
+        with xp.cuda.Device(home.device.id):
+            outs.append(xp.stack([_beside(ctx, x, home) for x in inputs]))
+    return tuple(outs)
+
+
+@REDUCE_SCATTER.kernel(backend="cupy")
+def nccl_reduce_scatter_cuda(ctx, args, *inputs):
+    _one_output_per_input("NCCLReduceScatter", ctx, inputs)
+    _same_float_inputs("NCCLReduceScatter", inputs)
+    _check_scatter_rows(inputs[0].shape, len(inputs))
+    inputs, xp = _on_device(ctx, inputs), ctx.xp
+    outs = []
+    for i, home in enumerate(inputs):
+        with xp.cuda.Device(home.device.id):  # summed in input order, as on numpy
+            total = _beside(ctx, inputs[0][i], home).copy()
+            for x in inputs[1:]:
+                total += _beside(ctx, x[i], home)
+            outs.append(total)
+    return tuple(outs)
+
+
+def _beside(ctx, x, home):
+    """`x` readable on `home`'s GPU (itself there, else a copy)."""
+    return x if x.device.id == home.device.id else ctx.backend.copy_like(x, home)

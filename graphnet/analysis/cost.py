@@ -158,9 +158,14 @@ def _scatter_weighted_sum(op, args, ins, outs):
     return rows * (1 + 2 * len(slices)), moved
 
 
-@_formula("NCCLAllreduce", "NCCLReduce")
+@_formula("NCCLAllreduce", "NCCLReduce", "NCCLReduceScatter")
 def _collective_sum(op, args, ins, outs):
     return (len(ins) - 1) * numel(ins[0]), None
+
+
+@_formula("NCCLAllGather")
+def _all_gather(op, args, ins, outs):
+    return 0, None
 
 
 def _per_element(flops):
@@ -226,7 +231,8 @@ def device_costs(netdef, shapes=None, blob_devices=None):
 # Ops whose job is to move input 0 to the device of output 0.
 COPY_OPS = frozenset(["Copy", "CopyOnDeviceLike", "CopyCPUToGPU", "CopyGPUToCPU",
                       "CopyFromCPUInput", "EnsureCPUOutput"])
-COLLECTIVE_OPS = frozenset(["NCCLAllreduce", "NCCLBroadcast", "NCCLReduce"])
+COLLECTIVE_OPS = frozenset(["NCCLAllreduce", "NCCLBroadcast", "NCCLReduce",
+                            "NCCLAllGather", "NCCLReduceScatter"])
 
 
 class Transfer(namedtuple("Transfer", ["op_index", "op_type", "blob", "src", "dst",
@@ -269,8 +275,11 @@ def _collective_links(op, where, size):
     """(src, dst, bytes, input index) per link of an NCCL op (models: communication)."""
     devices = where.input_devices
     n = len(devices)
+    ring = {"NCCLAllGather": n - 1, "NCCLReduceScatter": (n - 1) / n}
     if op.type == "NCCLAllreduce" and len(op.output) == n:
-        share = None if size is None else _exact(2 * (n - 1) * size / n)
+        ring["NCCLAllreduce"] = 2 * (n - 1) / n
+    if op.type in ring:  # S per device scaled by the ring's share, to the successor
+        share = None if size is None else _exact(ring[op.type] * size)
         return [(devices[i], devices[(i + 1) % n], share, i) for i in range(n)]
     if op.type == "NCCLBroadcast":
         root = registry.get(op.type).parse_args(op).root
@@ -295,6 +304,8 @@ def communication(netdef, shapes=None, blob_devices=None):
     * NCCLAllreduce: a ring over the inputs' devices in input order. Reduce-scatter
       then all-gather send 2 * (n - 1) / n * S from each device to its successor,
       2 * (n - 1) * S in all. With one output it is a reduce, as below.
+    * NCCLReduceScatter: the same ring, (n - 1) / n * S per link; NCCLAllGather: the
+      same ring, (n - 1) * S per link (every input reaches every other device).
     * NCCLBroadcast: a chain from the root's device through the others in input
       order: n - 1 links of S.
     * NCCLReduce: a chain through the inputs' devices ending at the op's device:

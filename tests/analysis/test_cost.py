@@ -115,3 +115,20 @@ def test_broadcast_reduce_and_host_copies():
     assert links == [("NCCLBroadcast", g[1], g[0], 40), ("NCCLBroadcast", g[0], g[2], 40),
                      ("NCCLReduce", g[1], g[2], 40), ("NCCLReduce", g[2], g[0], 40),
                      ("CopyGPUToCPU", g[0], CPU, 40), ("CopyCPUToGPU", CPU, g[2], 40)]
+
+
+def test_all_gather_and_reduce_scatter_are_rings():
+    """3 devices, inputs of 30 float32 (120 bytes): the all-gather sends (n-1) * S = 240
+    bytes per link, the reduce-scatter (n-1)/n * S = 80."""
+    net = core.Net("gather_scatter")
+    blobs = ["gpu_%d/x" % d for d in range(3)]
+    with core.DeviceScope(core.DeviceOption(1, 0)):
+        net.NCCLAllGather(blobs, ["gpu_%d/all" % d for d in range(3)])
+        net.NCCLReduceScatter(blobs, ["gpu_%d/part" % d for d in range(3)])
+    devices = {b: Device(1, d) for d, b in enumerate(blobs)}
+    comm = communication(net.Proto(), {b: (3, 10) for b in blobs}, devices)
+    links = [(t.op_type, t.src, t.dst, t.bytes) for t in comm.transfers]
+    g = [Device(1, d) for d in range(3)]
+    ring = [(g[0], g[1]), (g[1], g[2]), (g[2], g[0])]
+    assert links == ([("NCCLAllGather", s, d, 240) for s, d in ring]
+                     + [("NCCLReduceScatter", s, d, 80) for s, d in ring])

@@ -27,6 +27,8 @@ from caffe2.python import brew, core, model_helper, scope  # noqa: E402,F401
 sys.modules.setdefault("graphnet", caffe2.python)
 for _name in ("core", "workspace", "model_helper", "brew", "scope"):
     sys.modules.setdefault("graphnet." + _name, getattr(caffe2.python, _name))
+import caffe2.proto  # noqa: E402
+sys.modules.setdefault("graphnet.proto", caffe2.proto)
 
 import scenarios  # noqa: E402
 

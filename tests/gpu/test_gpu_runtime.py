@@ -182,6 +182,31 @@ def test_nccl_allreduce_over_logical_devices_equals_the_sum():
     np.testing.assert_allclose(workspace.FetchBlob("red"), 4 * total, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_nccl_all_gather_and_reduce_scatter_over_logical_devices(dtype):
+    r = rng()
+    xs = [r.standard_normal((4, 3, 2)).astype(dtype) for _ in range(4)]
+    names = ["x%d" % d for d in range(4)]
+    for d, x in enumerate(xs):
+        workspace.FeedBlob(names[d], x, gpu(d))
+    net = core.Net("gather_scatter")
+    with core.DeviceScope(gpu(0)):
+        net.NCCLAllGather(names, ["all%d" % d for d in range(4)])
+        net.NCCLReduceScatter(names, ["part%d" % d for d in range(4)])
+    workspace.RunNetOnce(net)
+    tol = 1e-2 if dtype == np.float16 else 1e-6
+    for d in range(4):
+        gathered = workspace.FetchBlob("all%d" % d)
+        assert gathered.shape == (4, 4, 3, 2) and gathered.dtype == dtype
+        for j in range(4):
+            np.testing.assert_array_equal(gathered[j], xs[j])
+        part = workspace.FetchBlob("part%d" % d)
+        expected = sum(x[d].astype(np.float64) for x in xs)
+        np.testing.assert_allclose(part, expected, rtol=tol, atol=tol)
+        assert workspace.BlobDevice("all%d" % d) == (1, d)
+        assert workspace.BlobDevice("part%d" % d) == (1, d)
+
+
 def test_out_of_memory_names_op_and_device():
     net = core.Net("oom")
     with core.DeviceScope(gpu(1)):

@@ -96,3 +96,81 @@ def test_allreduce_should_not_do_gradient():
     with pytest.raises(Exception, match="One should not call gradient for operator "
                                         "NCCLAllreduce"):
         make_gradient(op, ["a_grad", "b_grad"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_all_gather_stacks_every_input_on_every_device(n, dtype):
+    values = _feed(n, dtype=dtype)
+    names = ["gpu_%d/g" % d for d in range(n)]
+    outs = ["gpu_%d/all" % d for d in range(n)]
+    workspace.RunOperatorOnce(core.CreateOperator("NCCLAllGather", names, outs,
+                                                  device_option=_gpu(0)))
+    expected = np.empty((n, 3, 2), dtype)
+    for j, v in enumerate(values):
+        expected[j] = v
+    for d, name in enumerate(outs):
+        got = workspace.FetchBlob(name)
+        assert got.dtype == np.dtype(dtype) and got.shape == (n, 3, 2)
+        np.testing.assert_array_equal(got, expected)
+        assert workspace.BlobDevice(name) == Device(1, d)
+    shapes, types = workspace.InferShapesAndTypes(
+        [_net("NCCLAllGather", names, outs)])
+    assert all(shapes[o] == [n, 3, 2] for o in outs), shapes
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_reduce_scatter_gives_each_device_the_sum_of_its_slice(n, dtype):
+    values = _feed(n, shape=(n, 4, 2), dtype=dtype)
+    names = ["gpu_%d/g" % d for d in range(n)]
+    outs = ["gpu_%d/part" % d for d in range(n)]
+    workspace.RunOperatorOnce(core.CreateOperator("NCCLReduceScatter", names, outs,
+                                                  device_option=_gpu(0)))
+    for i, name in enumerate(outs):
+        expected = np.zeros((4, 2), np.float64)
+        for v in values:
+            expected += v[i].astype(np.float64)
+        got = workspace.FetchBlob(name)
+        assert got.dtype == np.dtype(dtype) and got.shape == (4, 2)
+        tol = 1e-2 if dtype == np.float16 else 1e-6
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+        assert workspace.BlobDevice(name) == Device(1, i)
+    shapes, _ = workspace.InferShapesAndTypes([_net("NCCLReduceScatter", names, outs)])
+    assert all(shapes[o] == [4, 2] for o in outs), shapes
+
+
+def _net(op_type, names, outs):
+    net = core.Net("collective_" + op_type)
+    with core.DeviceScope(_gpu(0)):
+        getattr(net, op_type)(names, outs)
+    return net
+
+
+def test_all_gather_and_reduce_scatter_errors():
+    _feed(2, shape=(2, 3))
+    names = ["gpu_0/g", "gpu_1/g"]
+    for op_type in ("NCCLAllGather", "NCCLReduceScatter"):
+        with pytest.raises(SchemaError, match="set to be in-place but this is actually "
+                                              "not supported by op %s" % op_type):
+            workspace.RunOperatorOnce(core.CreateOperator(op_type, names, names,
+                                                          device_option=_gpu(0)))
+        with pytest.raises(OperatorError, match="%s: 1 outputs for 2 inputs; it writes "
+                                                "one output per input" % op_type):
+            workspace.RunOperatorOnce(core.CreateOperator(op_type, names, ["one"],
+                                                          device_option=_gpu(0)))
+        with pytest.raises(Exception, match="One should not call gradient for operator "
+                                            "%s" % op_type):
+            make_gradient(core.CreateOperator(op_type, names, ["x", "y"]), ["xg", "yg"])
+    for d in (2, 3):
+        workspace.FeedBlob("gpu_%d/r" % d, np.ones((3, 3), np.float32),
+                           device_option=_gpu(d))
+    with pytest.raises(OperatorError, match=r"first dimension must be the number of "
+                                            r"inputs \(2\).*found shape \[3, 3\]"):
+        workspace.RunOperatorOnce(core.CreateOperator(
+            "NCCLReduceScatter", ["gpu_2/r", "gpu_3/r"], ["a", "b"], device_option=_gpu(0)))
+    workspace.FeedBlob("gpu_3/h", np.ones((2, 3), np.float64), device_option=_gpu(3))
+    with pytest.raises(OperatorError, match="NCCLAllGather: all inputs must be float32 or "
+                                            "all float16; input 1 is float64"):
+        workspace.RunOperatorOnce(core.CreateOperator(
+            "NCCLAllGather", ["gpu_0/g", "gpu_3/h"], ["a", "b"], device_option=_gpu(0)))
