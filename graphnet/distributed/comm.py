@@ -48,13 +48,14 @@ def default_timeout():
 def encode(value, device=False):
     """(header int64[12], payload uint8[n]) for an array or any picklable value.
     Device (CuPy) arrays travel through host memory, as raw bytes like numpy's;
-    with `device` (NCCL carries them) the header alone, flagged _DEVICE."""
+    with `device` (the device transport carries this array) the header alone,
+    flagged _DEVICE."""
     header = np.zeros(_HEADER, np.int64)
+    if device and value.dtype in _CODE and value.ndim <= _MAX_DIMS:
+        header[0], header[1], header[2] = _DEVICE, _CODE[value.dtype], value.ndim
+        header[4:4 + value.ndim] = value.shape
+        return header, np.zeros(0, np.uint8)
     if not isinstance(value, np.ndarray) and type(value).__module__.startswith("cupy"):
-        if device and value.dtype in _CODE and value.ndim <= _MAX_DIMS:
-            header[0], header[1], header[2] = _DEVICE, _CODE[value.dtype], value.ndim
-            header[4:4 + value.ndim] = value.shape
-            return header, np.zeros(0, np.uint8)
         value = to_numpy(value)
     array = value if isinstance(value, np.ndarray) else None
     if array is not None and array.dtype in _CODE and array.ndim <= _MAX_DIMS:
@@ -123,7 +124,9 @@ class Comm(object):
         self.notified = False    # this rank already told the others it failed
         self._pending = []       # control messages still in flight
         self._groups = {}
-        self.device = None       # an NcclTransport once the job agreed on NCCL
+        # the device transport (nccl.NcclTransport) once the job agreed on one: it
+        # carries the arrays its carries(value) accepts, MPI only their headers
+        self.device = None
 
     def start_watchdog(self, label_source):
         """Heartbeats to and from every other rank (see watchdog.py)."""
@@ -270,8 +273,11 @@ class Comm(object):
         return comm
 
     # --- point to point ------------------------------------------------------------
+    def _carried(self, value):
+        return self.device is not None and self.device.carries(value)
+
     def send(self, value, dst, tag, label):
-        header, payload = encode(value, device=self.device is not None)
+        header, payload = encode(value, device=self._carried(value))
         requests = [self.data.Isend(header, dst, tag)]
         if header[0] != _DEVICE:
             requests.append(self.data.Isend(payload, dst, tag))
@@ -325,8 +331,8 @@ class Comm(object):
         MPI = self.MPI
         ranks = tuple(sorted(ranks))
         comm = self.group(ranks)
-        device = self.device is not None
-        encoded = {dst: [encode(v, device) for v in values] for dst, values in sends.items()}
+        encoded = {dst: [encode(v, self._carried(v)) for v in values]
+                   for dst, values in sends.items()}
         s_counts = [_HEADER * len(encoded.get(r, ())) for r in ranks]
         r_counts = [_HEADER * expect.get(r, 0) for r in ranks]
         s_headers = np.concatenate([h for r in ranks for h, _ in encoded.get(r, ())]

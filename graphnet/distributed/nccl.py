@@ -122,6 +122,8 @@ def negotiate(comm, placement, num_devices):
 class NcclTransport(object):
     """This rank's NCCL communicators, stream and work in flight."""
 
+    name = "nccl"
+
     def __init__(self, comm, rt, home):
         self.comm, self.rt, self.cp = comm, rt, rt.cp
         self.nccl = _nccl_module()
@@ -149,6 +151,8 @@ class NcclTransport(object):
                                                        ranks.index(me))
             self.comms[ranks] = nccl_comm
         return nccl_comm
+
+    carries = staticmethod(is_device_array)  # what goes over NCCL: CuPy arrays
 
     def _usable(self, label):
         if self.broken is not None:

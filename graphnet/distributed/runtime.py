@@ -134,12 +134,19 @@ class Cluster(object):
                for n, h in state.schedule.assumed.items()):
             self._lower(plan, state, ws)  # blobs moved since: same net, new schedule
             self._make_groups(state.schedule)
+        device = self.comm.device
         try:
             if uses_cuda(plan):  # per-device streams; NCCL work settled before the sync
-                device = self.comm.device
                 run_cuda_plan(plan, settle=device.settle if device is not None else None)
             else:
-                (run_simple if plan.net_type == "simple" else run_dag)(plan)
+                try:
+                    (run_simple if plan.net_type == "simple" else run_dag)(plan)
+                except BaseException:
+                    if device is not None:
+                        device.settle(True)
+                    raise
+                if device is not None:
+                    device.settle(False)
         except BaseException as exc:
             self.report_failure(exc)
             raise
@@ -186,8 +193,10 @@ class Cluster(object):
     @property
     def transport(self):
         """"nccl" or "mpi": how GPU arrays move between ranks ("mpi" also before the
-        first placed net; transport_reason says why not NCCL)."""
-        return "nccl" if self.comm.device is not None else "mpi"
+        first placed net; transport_reason says why not NCCL); the device
+        transport's name where one is set."""
+        device = self.comm.device
+        return "mpi" if device is None else device.name
 
     def _negotiate(self, placement):
         """Once per job, collectively: NCCL for GPU arrays, or why not (nccl.py)."""

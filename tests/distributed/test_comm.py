@@ -30,10 +30,11 @@ def test_arrays_survive_the_wire_format(value):
         assert back == value
 
 
-def test_host_arrays_travel_over_mpi_even_where_nccl_carries_gpu_arrays():
+def test_nccl_carries_only_gpu_arrays_and_their_header_says_so():
     value = np.arange(6, dtype=np.float32).reshape(2, 3)
-    header, payload = comm.encode(value, device=True)
-    assert header[0] != comm._DEVICE and payload.size == 24
+    assert not nccl.NcclTransport.carries(value)  # host arrays keep the MPI path
+    header, payload = comm.encode(value, device=True)  # what a carried array sends
+    assert header[0] == comm._DEVICE and payload.size == 0
     assert comm.header_dtype_shape(header) == (np.dtype(np.float32), (2, 3))
 
 

@@ -65,3 +65,25 @@ def test_unmodified_example_script_on_four_ranks():
     assert result.returncode == 0, result
     assert result.output.count("max relative difference of the loss curves") == 4, result
     assert result.output.count("(OK)") == 4, result
+
+
+def test_device_transport_path_follows_one_process(tmp_path, one_process):
+    """Float32 arrays take the path CuPy arrays take over NCCL (headers over MPI, bytes
+    through the device transport, settled at the end of each run), here with a
+    host-side stand-in for NCCL (tests/distributed/host_transport.py)."""
+    out = str(tmp_path / "losses.npz")
+    result = mpirun.run(2, "dlrm_losses.py", out, "--iters", str(ITERS),
+                        "--host-transport")
+    assert result.returncode == 0, result
+    got = np.load(out)
+    four_gpus, one_device = one_process
+    on, off = got["alltoall_on"], got["alltoall_off"]
+    assert _rel(on, four_gpus) < 1e-5, (on, four_gpus)
+    assert np.array_equal(on, off), (on, off)
+    assert str(got["transport"]) == "host test transport: "
+    counts = {k: int(got["transport_" + k]) for k in ("send", "recv", "exchange",
+                                                      "allreduce", "settle")}
+    # all-to-alls (pass on), sends and receives (pass off: copies and the gradient
+    # seeds), all-reduces of the dense gradients, one settle per run of a placed net
+    assert all(v > 0 for v in counts.values()), counts
+    assert counts["settle"] >= 2 * ITERS, counts

@@ -9,16 +9,20 @@ pytestmark = mpirun.needs_mpi
 BOUND = 30  # seconds
 
 
-@pytest.mark.parametrize("mode,how", [
-    ("raise", "ValueError: injected failure on rank 1"),
-    ("exit", "rank 1 (pid"),
-    ("kill", "was killed by signal 9 (SIGKILL)"),
+@pytest.mark.parametrize("mode,how,transport", [
+    ("raise", "ValueError: injected failure on rank 1", "mpi"),
+    ("raise", "ValueError: injected failure on rank 1", "device"),
+    ("exit", "rank 1 (pid", "mpi"),
+    ("kill", "was killed by signal 9 (SIGKILL)", "mpi"),
 ])
-def test_a_failed_rank_stops_the_job_naming_rank_and_op(mode, how):
+def test_a_failed_rank_stops_the_job_naming_rank_and_op(mode, how, transport):
     # the launcher ends the job when the dead rank's supervisor exits; if it does not
-    # (hydra misses it now and then), the heartbeats do within GRAPHNET_DIST_LIVENESS
+    # (hydra misses it now and then), the heartbeats do within GRAPHNET_DIST_LIVENESS.
+    # transport "device": the all-reduce goes through the device-transport path
+    # (tests/distributed/host_transport.py), as on GPUs over NCCL
     result = mpirun.run(2, "fault.py", mode, "1", "3", timeout=BOUND + 30,
-                        env={"GRAPHNET_DIST_LIVENESS": "5"})
+                        env={"GRAPHNET_DIST_LIVENESS": "5", "GRAPHNET_TEST_HOST_TRANSPORT":
+                             "1" if transport == "device" else "0"})
     assert result.returncode != 0, result
     assert result.seconds < BOUND, result
     assert how in result.output, result

@@ -28,7 +28,13 @@ parser.add_argument("out")
 parser.add_argument("--net-type", default="simple")
 parser.add_argument("--iters", type=int, default=20)
 parser.add_argument("--real-gpus", action="store_true")
+parser.add_argument("--host-transport", action="store_true",
+                    help="float32 arrays take the device-transport path "
+                         "(tests/distributed/host_transport.py)")
 args = parser.parse_args()
+if args.host_transport:
+    from tests.distributed.host_transport import install
+    host_transport = install()
 
 warnings.simplefilter("ignore")  # DLRM's seeds on GPU 0 are read by every GPU
 cfg = dlrm_train.Config(batch=16)
@@ -46,6 +52,9 @@ for name, alltoall in (("alltoall_on", True), ("alltoall_off", False)):
     result[name + "_bytes"] = distributed.stats()["bytes_sent"]
 result["one_device"] = dlrm_train.train(cfg, 0, data, args.iters, show=False)
 result["transport"] = "%s: %s" % distributed.transport()
+if args.host_transport:
+    for key, count in host_transport.counts.items():
+        result["transport_" + key] = count
 if distributed.rank() == 0:
     np.savez(args.out, **{k: np.asarray(v) for k, v in result.items()})
 print("rank %d of %d done" % (distributed.rank(), distributed.world_size()))

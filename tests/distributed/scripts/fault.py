@@ -5,7 +5,8 @@ MODE: raise (a Python exception in the op), exit (os._exit(3) in the op),
 kill (SIGKILL to itself in the op), hang (sleeps 120 s in the op: the other rank
 gives up after GRAPHNET_DIST_TIMEOUT), silent (as if dead: stops its heartbeats
 after one more, then sleeps; the other rank notices after GRAPHNET_DIST_LIVENESS).
-The other rank waits in the all-reduce.
+The other rank waits in the all-reduce. GRAPHNET_TEST_HOST_TRANSPORT=1: float32
+arrays take the device-transport path (tests/distributed/host_transport.py).
 """
 
 import os
@@ -42,6 +43,9 @@ if lookup("FaultOnRank") is None:
             os.kill(os.getpid(), signal.SIGKILL)
         return x * 1.0
 
+if os.environ.get("GRAPHNET_TEST_HOST_TRANSPORT") == "1":
+    from tests.distributed.host_transport import install
+    install()
 workspace.SetVirtualGpuCount(2)
 net = core.Net("fault")
 for d in range(2):
