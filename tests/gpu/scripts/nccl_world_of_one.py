@@ -19,7 +19,7 @@ from graphnet.distributed.errors import DistributedError
 from graphnet.distributed.placement import Placement
 
 workspace.SetGpuDeviceMapping(2)
-comm = distributed.cluster().comm
+comm = (distributed.cluster() or distributed.start()).comm  # -n 1: not started by the launcher
 transport, reason = nccl.negotiate(comm, Placement(0, 1, 2), 2)
 assert transport is not None, reason
 comm.device = transport
