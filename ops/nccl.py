@@ -79,13 +79,17 @@ def _allreduce_shape(args, *infos):
     return _identical_shapes(args, *infos)
 
 
-@ALLREDUCE.kernel
-def nccl_allreduce(ctx, args, *inputs):
+def _check_allreduce(ctx, inputs):
     if ctx.num_outputs not in (1, len(inputs)):
         enforce(False,
                 "NCCLAllreduce: %d outputs for %d inputs; use one output per input (or one "
                 "output for a reduce to the root)." % (ctx.num_outputs, len(inputs)))
     _same_float_inputs("NCCLAllreduce", inputs)
+
+
+@ALLREDUCE.kernel
+def nccl_allreduce(ctx, args, *inputs):
+    _check_allreduce(ctx, inputs)
     total = inputs[0].astype(inputs[0].dtype, copy=True)
     for x in inputs[1:]:
         total += x
@@ -214,11 +218,7 @@ def nccl_reduce_scatter(ctx, args, *inputs):
 
 @ALLREDUCE.kernel(backend="cupy")
 def nccl_allreduce_cuda(ctx, args, *inputs):
-    if ctx.num_outputs not in (1, len(inputs)):
-        enforce(False,
-                "NCCLAllreduce: %d outputs for %d inputs; use one output per input (or one "
-                "output for a reduce to the root)." % (ctx.num_outputs, len(inputs)))
-    _same_float_inputs("NCCLAllreduce", inputs)
+    _check_allreduce(ctx, inputs)
     from graphnet.executors.cuda import nccl
     return nccl.allreduce(ctx.backend, _on_device(ctx, inputs), ctx.num_outputs)
 
