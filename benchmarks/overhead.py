@@ -12,8 +12,10 @@
 
 2. Scale: building (core.Net + AddGradientOperators + SGD, Python) and
    CreateNet (checks + compiled plan) of DLRM training nets on 8 emulated GPUs
-   with more and more tables, about 1k, 10k and 100k ops. Time per op should
-   stay flat (linear growth).
+   with more and more tables, about 1k, 10k and 100k ops, each built and created
+   --builds times (default 3, in a fresh workspace each time): the table shows the
+   median and the min-max of build + create. Time per op should stay flat (linear
+   growth).
 
     python benchmarks/overhead.py                 # both parts, up to 100k ops
     python benchmarks/overhead.py --max-ops 20000
@@ -22,6 +24,7 @@
 import argparse
 import gc
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -128,34 +131,50 @@ def dlrm_training_net(tables, devices=8):
     return cfg, model
 
 
-def scale_rows(max_ops):
-    from dlrm_parallel_forward import make_batch, make_weights
+def scale_rows(max_ops, builds=3):
+    """[(tables, ops, [(build s, create s) per build])] for growing nets."""
     rows = []
     for tables in (48, 520, 5250):
-        workspace.ResetWorkspace()
-        workspace.SetVirtualGpuCount(8)
-        gc.collect()
-        start = time.perf_counter()
-        cfg, model = dlrm_training_net(tables)
-        build = time.perf_counter() - start
-        ops = len(model.model.net.Proto().op)
-        if ops > max_ops * 1.1:
-            break
-        dense, sparse = make_batch(cfg, rng=np.random.default_rng(0), min_bag=1)
-        model.feed(make_weights(cfg), dense, sparse)
-        model.feed_targets(np.zeros((cfg.batch, 1), np.float32))
-        workspace.RunNetOnce(model.model.param_init_net)
-        start = time.perf_counter()
-        workspace.CreateNet(model.model.net)
-        create = time.perf_counter() - start
-        rows.append((tables, ops, build, create))
+        runs = []
+        for _ in range(builds):
+            run = build_and_create(tables, max_ops)
+            if run is None:
+                return rows
+            ops, build, create = run
+            runs.append((build, create))
+        rows.append((tables, ops, runs))
     return rows
+
+
+def build_and_create(tables, max_ops):
+    """(ops, build s, create s) of the training net with `tables` tables, or None
+    when it has more than max_ops ops."""
+    from dlrm_parallel_forward import make_batch, make_weights
+    workspace.ResetWorkspace()
+    workspace.SetVirtualGpuCount(8)
+    gc.collect()
+    start = time.perf_counter()
+    cfg, model = dlrm_training_net(tables)
+    build = time.perf_counter() - start
+    ops = len(model.model.net.Proto().op)
+    if ops > max_ops * 1.1:
+        return None
+    dense, sparse = make_batch(cfg, rng=np.random.default_rng(0), min_bag=1)
+    model.feed(make_weights(cfg), dense, sparse)
+    model.feed_targets(np.zeros((cfg.batch, 1), np.float32))
+    workspace.RunNetOnce(model.model.param_init_net)
+    start = time.perf_counter()
+    workspace.CreateNet(model.model.net)
+    create = time.perf_counter() - start
+    return ops, build, create
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--max-ops", type=int, default=100000)
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--builds", type=int, default=3,
+                        help="builds of each net size (the table shows their median)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -168,12 +187,16 @@ def main(argv=None):
         print("| %s | %.2f | %.2f | %.2f | %s |" % (kind, g, p, o, fused))
     print()
     print("Building and creating DLRM training nets on 8 emulated GPUs")
-    print("| tables | ops | build s | CreateNet s | build+create s | us per op |")
+    print("| tables | ops | build s | CreateNet s | build+create s, median (min-max) "
+          "| us per op |")
     print("|---|---|---|---|---|---|")
-    for tables, ops, build, create in scale_rows(args.max_ops):
-        print("| %d | %d | %.2f | %.2f | %.2f | %.1f |" % (
-            tables, ops, build, create, build + create, (build + create) / ops * 1e6),
-            flush=True)
+    for tables, ops, runs in scale_rows(args.max_ops, args.builds):
+        totals = [b + c for b, c in runs]
+        mid = statistics.median(totals)
+        print("| %d | %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %.1f |" % (
+            tables, ops, statistics.median(b for b, _ in runs),
+            statistics.median(c for _, c in runs), mid, min(totals), max(totals),
+            mid / ops * 1e6), flush=True)
 
 
 if __name__ == "__main__":
