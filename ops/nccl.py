@@ -248,19 +248,16 @@ def _on_device(ctx, inputs):
 
 
 # NCCLAllGather / NCCLReduceScatter on real GPUs: each output is assembled on its own
-# input's GPU from copies of the other inputs (peer copies on the op's stream, staged
-# where peers cannot reach), so any logical -> physical mapping gives the same values.
+# input's GPU, on that GPU's collective stream, from copies of the other inputs
+# (graphnet.executors.cuda.nccl), so any logical -> physical mapping gives the same
+# values.
 
 @ALL_GATHER.kernel(backend="cupy")
 def nccl_all_gather_cuda(ctx, args, *inputs):
     _one_output_per_input("NCCLAllGather", ctx, inputs)
     _same_float_inputs("NCCLAllGather", inputs)
-    inputs, xp = _on_device(ctx, inputs), ctx.xp
-    outs = []
-    for home in inputs:
-        with xp.cuda.Device(home.device.id):
-            outs.append(xp.stack([_beside(ctx, x, home) for x in inputs]))
-    return tuple(outs)
+    from graphnet.executors.cuda import nccl
+    return nccl.all_gather(ctx.backend, _on_device(ctx, inputs))
 
 
 @REDUCE_SCATTER.kernel(backend="cupy")
@@ -268,17 +265,5 @@ def nccl_reduce_scatter_cuda(ctx, args, *inputs):
     _one_output_per_input("NCCLReduceScatter", ctx, inputs)
     _same_float_inputs("NCCLReduceScatter", inputs)
     _check_scatter_rows(inputs[0].shape, len(inputs))
-    inputs, xp = _on_device(ctx, inputs), ctx.xp
-    outs = []
-    for i, home in enumerate(inputs):
-        with xp.cuda.Device(home.device.id):  # summed in input order, as on numpy
-            total = _beside(ctx, inputs[0][i], home).copy()
-            for x in inputs[1:]:
-                total += _beside(ctx, x[i], home)
-            outs.append(total)
-    return tuple(outs)
-
-
-def _beside(ctx, x, home):
-    """`x` readable on `home`'s GPU (itself there, else a copy)."""
-    return x if x.device.id == home.device.id else ctx.backend.copy_like(x, home)
+    from graphnet.executors.cuda import nccl
+    return nccl.reduce_scatter(ctx.backend, _on_device(ctx, inputs))

@@ -93,6 +93,8 @@ def _local_report(placement, num_devices):
         home = _home_physical(backend.rt, placement, num_devices)
         report["home"] = home
         report["bus"] = backend.xp.cuda.Device(home).pci_bus_id
+        # the unique id's type changed in CuPy 14: ranks must agree on the major version
+        report["cupy"] = backend.xp.__version__.split(".")[0]
     return report
 
 
@@ -104,6 +106,10 @@ def negotiate(comm, placement, num_devices):
     for report in reports:
         if report["why"]:
             return None, "rank %d: %s" % (report["rank"], report["why"])
+    majors = {report["cupy"] for report in reports}
+    if len(majors) > 1:
+        return None, "the ranks run CuPy of different major versions (%s)" % ", ".join(
+            "rank %d: %s" % (r["rank"], r["cupy"]) for r in reports)
     seen = {}
     for report in reports:
         key = (report["host"], report["bus"])
@@ -146,9 +152,9 @@ class NcclTransport(object):
             me = self.comm.rank
             uid = self.nccl.get_unique_id() if me == ranks[0] else None
             uid = self.comm.bcast(uid, ranks[0], label, ranks=ranks)
-            with self.cp.cuda.Device(self.home):
-                nccl_comm = self.nccl.NcclCommunicator(len(ranks), tuple(uid),
-                                                       ranks.index(me))
+            with self.cp.cuda.Device(self.home):  # the id as get_unique_id made it:
+                # a tuple of ints in CuPy 13, bytes in CuPy 14 (each takes only its own)
+                nccl_comm = self.nccl.NcclCommunicator(len(ranks), uid, ranks.index(me))
             self.comms[ranks] = nccl_comm
         return nccl_comm
 

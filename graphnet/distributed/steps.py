@@ -19,6 +19,7 @@ from graphnet.devices import CPU, CUDA_TYPE, Device, device_name
 from graphnet.errors import EnforceError
 from graphnet.executors.backends import (backend_for, cuda_backend, num_gpu_devices,
                                          to_numpy)
+from graphnet.executors.cuda import copies
 from graphnet.executors.dag import dependencies
 from graphnet.executors.plan import Step
 from graphnet.distributed.nccl import is_device_array
@@ -74,13 +75,15 @@ def _partial_sum(inputs, on_device):
     """The sum of this rank's all-reduce inputs, in input order as the numpy kernel
     adds them: on the first input's GPU when NCCL reduces it, else on the host."""
     if on_device and all(map(is_device_array, inputs)):
-        first = inputs[0]
-        with first.device:
-            partial = first.copy()
-            for x in inputs[1:]:
-                if x.device.id != first.device.id:
-                    x = cuda_backend().copy_like(x, first)
-                partial += x
+        # on the op's GPU and stream (current here), whose work is ordered after the
+        # inputs' writers; inputs on other GPUs of this rank are copied over first
+        backend = cuda_backend()
+        here, stream = backend.xp.cuda.Device().id, backend.xp.cuda.get_current_stream()
+        local = [x if x.device.id == here else copies.to_device(backend.rt, x, here, stream)
+                 for x in inputs]
+        partial = local[0].copy() if local[0] is inputs[0] else local[0]
+        for x in local[1:]:
+            partial += x
         return partial
     partial = np.array(to_numpy(inputs[0]), copy=True)
     for x in inputs[1:]:

@@ -123,7 +123,8 @@ def to_numpy(value):
         if backend is None:
             return value.get()
         from graphnet.executors.cuda.copies import to_host
-        cp = backend.xp
-        with cp.cuda.Device(value.device.id):
-            return to_host(backend.rt, value, cp.cuda.get_current_stream())
+        # the caller's stream (inside a run: the op's, after its waits); a copy of
+        # another GPU's memory may run on it, where that GPU's own current stream
+        # would not be ordered after the value's writer
+        return to_host(backend.rt, value, backend.xp.cuda.get_current_stream())
     return value

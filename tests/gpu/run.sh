@@ -28,8 +28,10 @@ for name in ("numpy", "cupy", "torch", "google.protobuf", "networkx", "scipy", "
         print(name, "MISSING:", exc)
 try:
     import cupy
-    print("cupy devices", cupy.cuda.runtime.getDeviceCount(), "nccl",
-          getattr(cupy.cuda.nccl, "available", False))
+    print("cupy devices", cupy.cuda.runtime.getDeviceCount())
+    import cupy.cuda.nccl as nccl  # a submodule `import cupy` does not load
+    print("nccl", getattr(nccl, "available", False),
+          nccl.get_version() if getattr(nccl, "available", False) else "")
 except Exception as exc:
     print("cupy device query failed:", exc)
 PYEOF

@@ -134,7 +134,9 @@ def test_simple_and_dag_give_identical_results(net_type):
 
 def test_a_copy_overlaps_an_independent_kernel():
     """Copy gpu_0 -> gpu_1 (stream of gpu_1) and a MatMul on gpu_2 run concurrently:
-    their CUDA event intervals intersect."""
+    their CUDA event intervals intersect. All logical GPUs on physical GPU 0: the
+    streams' overlap is the point, and CUDA times only events of one device."""
+    workspace.SetGpuDeviceMapping([0, 0, 0, 0])
     big = np.ones((64 * 1024 * 1024 // 4,), np.float32)  # 64 MiB
     workspace.FeedBlob("big", big, gpu(0))
     a = rng().standard_normal((2048, 2048)).astype(np.float32)

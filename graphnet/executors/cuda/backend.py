@@ -44,11 +44,14 @@ class CupyBackend(object):
         return copies.to_host(self.rt, value, self._stream())
 
     def from_host(self, array, device):
-        """FeedBlob: a device copy of host `array` through a pinned buffer."""
+        """A device copy of host `array` through a pinned buffer: on the device's own
+        stream (FeedBlob), or within a net run on the op's stream, whose event the
+        runner records as the writer of the op's outputs."""
         if not device.is_gpu:
             return array
         logical = device.id
-        stream = self.rt.stream(logical)
         physical = self.rt.physical_of(logical)
+        if copies.in_run():  # the op's device stays current: the stream is its
+            return copies.to_device(self.rt, array, physical, self._stream())
         with self.xp.cuda.Device(physical):
-            return copies.to_device(self.rt, array, physical, stream)
+            return copies.to_device(self.rt, array, physical, self.rt.stream(logical))

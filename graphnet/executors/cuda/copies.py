@@ -15,7 +15,7 @@ import numpy as np
 
 from graphnet.executors.cuda import settings
 
-__all__ = ["to_device", "to_host", "retain", "run_scope", "H2D", "D2H", "D2D"]
+__all__ = ["to_device", "to_host", "retain", "run_scope", "in_run", "H2D", "D2H", "D2D"]
 
 H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
 _local = threading.local()
@@ -35,6 +35,11 @@ class run_scope(object):
     def __exit__(self, *exc):
         _local.run = self.outer
         return False
+
+
+def in_run():
+    """True within a net run (run_scope): the current stream is then the op's."""
+    return getattr(_local, "run", None) is not None
 
 
 def retain(obj, stream):
@@ -60,7 +65,7 @@ def to_device(rt, value, dst, stream):
     cp = rt.cp
     runtime = cp.cuda.runtime
     if not _on_device(cp, value):
-        host = np.ascontiguousarray(value)
+        host = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d 1-d)
         if host.dtype == object:
             return host  # strings stay on the host, as Caffe2 kept them in CPU blobs
         with cp.cuda.Device(dst):
@@ -74,9 +79,7 @@ def to_device(rt, value, dst, stream):
         return out
     src = value.device.id
     if not value.flags.c_contiguous:
-        with cp.cuda.Device(src):
-            value = cp.ascontiguousarray(value)
-            cp.cuda.get_current_stream().synchronize()
+        value = _contiguous(cp, value, stream)
     with cp.cuda.Device(dst):
         out = cp.empty(value.shape, value.dtype)
     nbytes = _nbytes(value)
@@ -97,15 +100,36 @@ def to_device(rt, value, dst, stream):
     return out
 
 
+def _contiguous(cp, value, stream):
+    """A C-contiguous copy of device array `value`, made on its own device after the
+    work `stream` holds so far, and `stream` waits for it: events, no host sync (a
+    device's kernels run on that device's current stream, which inside a run is the
+    op's stream only on the op's own device)."""
+    src = value.device.id
+    home = stream.device_id if stream.device_id >= 0 else cp.cuda.Device().id
+    if home == src:
+        with cp.cuda.Device(src), stream:
+            return cp.ascontiguousarray(value)
+    with cp.cuda.Device(home):
+        ready = cp.cuda.Event(disable_timing=True)
+        ready.record(stream)
+    with cp.cuda.Device(src):
+        side = cp.cuda.get_current_stream()
+        side.wait_event(ready)
+        value = cp.ascontiguousarray(value)
+        done = cp.cuda.Event(disable_timing=True)
+        done.record(side)
+    stream.wait_event(done)
+    return value
+
+
 def to_host(rt, value, stream):
     """A numpy array (pinned) holding cupy `value`; waits for the copy."""
     cp = rt.cp
     if not _on_device(cp, value):
         return value
     if not value.flags.c_contiguous:
-        with cp.cuda.Device(value.device.id):
-            value = cp.ascontiguousarray(value)
-            cp.cuda.get_current_stream().synchronize()
+        value = _contiguous(cp, value, stream)
     out = rt.pinned_empty(value.shape, value.dtype)
     if value.size:
         cp.cuda.runtime.memcpyAsync(out.ctypes.data, value.data.ptr, _nbytes(value), D2H,

@@ -15,7 +15,8 @@ import numpy as np
 
 from graphnet.executors.cuda import copies
 
-__all__ = ["allreduce", "broadcast", "reduce", "communicators"]
+__all__ = ["allreduce", "broadcast", "reduce", "all_gather", "reduce_scatter",
+           "communicators"]
 
 _comms = {}
 _streams = {}
@@ -86,10 +87,14 @@ class _Plan(object):
     def join(self):
         """The op's stream waits for every collective stream."""
         for p, stream in self.streams.items():
-            with self.cp.cuda.Device(p):
-                event = self.cp.cuda.Event(disable_timing=True)
-                event.record(stream)
-            self.op_stream.wait_event(event)
+            self.op_stream.wait_event(self.mark(p))
+
+    def mark(self, p):
+        """An event after the work enqueued so far on p's collective stream."""
+        with self.cp.cuda.Device(p):
+            event = self.cp.cuda.Event(disable_timing=True)
+            event.record(self.streams[p])
+        return event
 
 
 def _local_sums(plan, inputs):
@@ -118,17 +123,21 @@ def _combine(plan, buffers, kind, root_physical):
     nccl = _nccl(cp)
     if nccl is None:  # no NCCL: combine on the root with copies, then copy back
         root = root_physical
+        others = [p for p in plan.physical if p != root]
+        for p in others:  # the root reads what the other collective streams made
+            plan.streams[root].wait_event(plan.mark(p))
         with plan.on(root):
             stream = plan.streams[root]
             if kind != "bcast":
                 total = buffers[root]
-                for p in plan.physical:
-                    if p != root:
-                        total += copies.to_device(plan.rt, buffers[p], root, stream)
+                for p in others:
+                    total += copies.to_device(plan.rt, buffers[p], root, stream)
             if kind != "reduce":
-                for p in plan.physical:
-                    if p != root:
-                        buffers[p] = copies.to_device(plan.rt, buffers[root], p, stream)
+                for p in others:
+                    buffers[p] = copies.to_device(plan.rt, buffers[root], p, stream)
+        done = plan.mark(root)
+        for p in others:  # and they read what the root's stream copied back
+            plan.streams[p].wait_event(done)
         return
     comms = communicators(cp, plan.physical)
     rank_of = {p: r for r, p in enumerate(plan.physical)}
@@ -194,3 +203,38 @@ def broadcast(backend, inputs, root):
     outs = _outputs(plan, buffers, inputs)
     plan.join()
     return tuple(outs)
+
+
+def all_gather(backend, inputs):
+    """NCCLAllGather: output i, on input i's GPU, stacks every input (copied there on
+    that GPU's collective stream, peer or staged)."""
+    plan = _Plan(backend.rt, inputs, backend.xp.cuda.Device().id)
+    outs = []
+    for home in inputs:
+        with plan.on(home.device.id):
+            outs.append(plan.cp.stack([_beside(plan, x, home) for x in inputs]))
+    plan.join()
+    return tuple(outs)
+
+
+def reduce_scatter(backend, inputs):
+    """NCCLReduceScatter: output i, on input i's GPU, sums slice [i] of every input
+    in input order (as the numpy kernel adds them)."""
+    plan = _Plan(backend.rt, inputs, backend.xp.cuda.Device().id)
+    outs = []
+    for i, home in enumerate(inputs):
+        with plan.on(home.device.id):
+            total = _beside(plan, inputs[0][i], home).copy()
+            for x in inputs[1:]:
+                total += _beside(plan, x[i], home)
+            outs.append(total)
+    plan.join()
+    return tuple(outs)
+
+
+def _beside(plan, x, home):
+    """`x` readable on `home`'s GPU: itself there, else a copy on the current
+    (collective) stream."""
+    if x.device.id == home.device.id:
+        return x
+    return copies.to_device(plan.rt, x, home.device.id, plan.cp.cuda.get_current_stream())

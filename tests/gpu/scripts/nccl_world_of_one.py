@@ -12,6 +12,7 @@ import time
 
 import cupy as cp
 import numpy as np
+from cupy.cuda import nccl as cupy_nccl
 
 from graphnet import distributed, workspace
 from graphnet.distributed import comm as wire, nccl
@@ -23,7 +24,7 @@ comm = (distributed.cluster() or distributed.start()).comm  # -n 1: not started 
 transport, reason = nccl.negotiate(comm, Placement(0, 1, 2), 2)
 assert transport is not None, reason
 comm.device = transport
-print("negotiated NCCL %d on GPU %d" % (cp.cuda.nccl.get_version(), transport.home))
+print("negotiated NCCL %d on GPU %d" % (cupy_nccl.get_version(), transport.home))
 
 rng = np.random.default_rng(0)
 values = [cp.asarray(rng.standard_normal((3, 4)).astype(np.float32)),
