@@ -1,4 +1,5 @@
-"""Helpers of the gpu_*.py benchmarks: CUDA-event timing and the summary line
+"""Helpers of the gpu_*.py benchmarks: host timing of calls that end with a device
+sync (time.perf_counter) and the summary line
 that tests/gpu/run.sh collects ("SUMMARY| what | ours | peer | ratio | target")."""
 
 import time

@@ -40,8 +40,8 @@ def run_graphnet(cfg, batches, weights, warmup, iters):
             start = time.perf_counter()
             c2model.feed_batch(workspace, batches[it % len(batches)])
             workspace.RunNet(model.net.Proto().name)  # ends with a stream sync
+            losses.append(float(workspace.FetchBlob(loss)))  # timed, as PyTorch's .item()
             elapsed = time.perf_counter() - start
-            losses.append(float(workspace.FetchBlob(loss)))
             if it >= warmup:
                 times.append(elapsed)
     return float(np.median(times)), losses

@@ -2,6 +2,8 @@
 sees a GPU. Each test starts with no virtual GPUs (so CUDA ops run on CuPy), four
 logical GPUs mapped onto the real ones, and fresh executor settings."""
 
+import signal
+
 import pytest
 
 from graphnet import config, workspace
@@ -17,6 +19,16 @@ def _gpu_reason():
 
 
 REASON = _gpu_reason()
+
+
+def _time_limit(signum, frame):
+    raise KeyboardInterrupt("SIGTERM: the step's time limit (tests/gpu/run.sh)")
+
+
+def pytest_configure(config):
+    # run.sh stops a step with SIGTERM at its limit: pytest then still prints its counts
+    if REASON is None:
+        signal.signal(signal.SIGTERM, _time_limit)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -29,7 +29,7 @@ ITERS = 8
 
 def test_nccl_world_of_one_rank():
     result = mpirun.run(1, os.path.join(HERE, "scripts", "nccl_world_of_one.py"),
-                        timeout=40)
+                        timeout=20)
     print(result.output)
     assert result.returncode == 0, result
     assert "nccl world of one OK" in result.output, result
@@ -44,7 +44,8 @@ def test_two_ranks_on_one_gpu_fall_back_to_mpi_and_train_like_one_process(tmp_pa
         emulated = np.array(dlrm_train.train(cfg, 4, data, ITERS, show=False))
     out = str(tmp_path / "losses.npz")
     result = mpirun.run(2, "dlrm_losses.py", out, "--iters", str(ITERS), "--real-gpus",
-                        env={"GRAPHNET_DEVICES_PER_RANK": "2"}, timeout=60)
+                        env={"GRAPHNET_DEVICES_PER_RANK": "2",
+                             "GRAPHNET_DIST_TIMEOUT": "25"}, timeout=45)
     assert result.returncode == 0, result
     got = np.load(out)
     transport = str(got["transport"])
