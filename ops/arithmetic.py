@@ -28,25 +28,22 @@ def _plan(op, args, a_shape, b_shape):
     return a_shape, b_shape, broadcast_shape(op, a_shape, b_shape)
 
 
-def _divide(xp, a, b):
-    """C++ division: true division for floats, truncation toward zero for ints."""
+def _divide(a, b):
+    """C++ division: true division for floats, truncation toward zero for ints (array
+    operators only, so numpy and CuPy arrays alike)."""
     if a.dtype.kind == "f":
         return a / b
-    enforce(not bool(xp.any(b == 0)), "Integer division by zero in Div (Caffe2 crashed "
+    enforce(not bool((b == 0).any()), "Integer division by zero in Div (Caffe2 crashed "
                                       "with SIGFPE). Fix: keep integer divisors nonzero.")
-    q = xp.floor_divide(a, b)
-    fix = (xp.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    q = a // b
+    fix = ((a % b) != 0) & ((a < 0) != (b < 0))
     return (q + fix.astype(q.dtype)).astype(a.dtype)
 
 
 # --- Add / Sub / Mul / Div ------------------------------------------------------------
 
-_BINARY = {
-    "Add": lambda xp, a, b: a + b,
-    "Sub": lambda xp, a, b: a - b,
-    "Mul": lambda xp, a, b: a * b,
-    "Div": _divide,
-}
+# The array operators themselves (any backend), called directly by the kernels.
+_BINARY = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _divide}
 
 
 def _binary_checks(op, args, a, b):
@@ -61,14 +58,7 @@ def _binary_shape(op):
     return shape
 
 
-# Add / Sub / Mul without legacy reshaping are the array operators themselves (any
-# backend): the kernel calls them directly, a Python frame less per op.
-_OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul}
-
-
 def _binary_kernel(op, fn):
-    direct = _OPERATORS.get(op)
-
     def kernel(ctx, args, a, b):
         # The checks and the broadcast plan depend on shapes and dtypes only: once
         # they passed for a signature, later runs with it reuse the plan (one tuple
@@ -80,8 +70,8 @@ def _binary_kernel(op, fn):
             cache["signature"] = signature
         a_dims, b_dims, out, same = cache["plan"]
         if same:  # no legacy reshaping: numpy broadcasts as Caffe2 did
-            return direct(a, b) if direct is not None else fn(ctx.xp, a, b)
-        return fn(ctx.xp, a.reshape(a_dims), b.reshape(b_dims)).reshape(out)
+            return fn(a, b)
+        return fn(a.reshape(a_dims), b.reshape(b_dims)).reshape(out)
     return kernel
 
 
@@ -142,8 +132,8 @@ def _binary_gradient_kernel(op, kind):
             da, db = reduce_to(xp, g * bv, a_dims), reduce_to(xp, g * av, b_dims)
         else:
             cv = c.reshape(full)
-            da = reduce_to(xp, _divide(xp, g, bv), a_dims)
-            db = reduce_to(xp, _divide(xp, -g * cv, bv), b_dims)
+            da = reduce_to(xp, _divide(g, bv), a_dims)
+            db = reduce_to(xp, _divide(-g * cv, bv), b_dims)
         return da.reshape(a.shape), db.reshape(b.shape)
     return kernel
 
