@@ -309,9 +309,7 @@ class Comm(object):
         job set it up (a CuPy array back, on this rank's NCCL GPU), else over MPI
         (a new numpy array)."""
         if self.device is not None:
-            p = len(ranks)
-            self.stats.allreduce_bytes += int(2 * (p - 1) * array.nbytes // p)
-            self.stats.collectives += 1
+            self._count_allreduce(array.nbytes, len(ranks))
             return self.device.allreduce_sum(array, ranks, label)
         array = to_numpy(array)
         MPI = self.MPI
@@ -319,10 +317,13 @@ class Comm(object):
                         else array.dtype, copy=True, order="C")
         comm = self.group(ranks)
         self.wait([comm.Iallreduce(MPI.IN_PLACE, work, op=MPI.SUM)], label, ranks)
-        p = len(ranks)
-        self.stats.allreduce_bytes += int(2 * (p - 1) * work.nbytes // p)
-        self.stats.collectives += 1
+        self._count_allreduce(work.nbytes, len(ranks))
         return work.astype(array.dtype, copy=False)
+
+    def _count_allreduce(self, nbytes, p):
+        """Stats of one ring all-reduce of `nbytes` per participant over p ranks."""
+        self.stats.allreduce_bytes += int(2 * (p - 1) * nbytes // p)
+        self.stats.collectives += 1
 
     def alltoallv(self, sends, expect, ranks, label):
         """Exchange lists of values among `ranks`: sends[dst] is what this rank sends

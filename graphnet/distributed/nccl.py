@@ -121,7 +121,7 @@ def negotiate(comm, placement, num_devices):
         seen[key] = report["rank"]
     from graphnet.executors.backends import cuda_backend
     transport = NcclTransport(comm, cuda_backend().rt, mine["home"])
-    transport.communicator(range(comm.size), "setting up the NCCL world communicator")
+    transport.communicator(transport.world, "setting up the NCCL world communicator")
     return transport, ""
 
 
@@ -136,6 +136,7 @@ class NcclTransport(object):
         self.home = home
         with self.cp.cuda.Device(home):
             self.stream = self.cp.cuda.Stream(non_blocking=True)
+        self.world = tuple(range(comm.size))  # the communicator of sends and receives
         self.comms = {}     # sorted ranks -> NcclCommunicator
         self.inflight = []  # (event, label, peers, buffers kept alive)
         self.broken = None  # why the communicators were aborted
@@ -210,7 +211,7 @@ class NcclTransport(object):
         return out
 
     def _point_to_point(self, call, buf, peer, label):
-        function = getattr(self.comms[tuple(range(self.comm.size))], call)
+        function = getattr(self.comms[self.world], call)
         nbytes, uint8 = int(buf.nbytes), self.nccl.NCCL_UINT8
         self._enqueue(lambda s: function(buf.data.ptr, nbytes, uint8, peer, s),
                       label, [peer], [buf])
@@ -220,7 +221,7 @@ class NcclTransport(object):
         """One NCCL group: sends [(dst, array)], recvs [(src, header)] -> arrays."""
         self._usable(label)
         nccl = self.nccl
-        world = self.comms[tuple(range(self.comm.size))]
+        world = self.comms[self.world]
         bufs = [(dst, self._home_copy(v)) for dst, v in sends]
         outs = [(src, self._empty(h)) for src, h in recvs]
 

@@ -68,6 +68,18 @@ def root_cause(exc):
     return exc
 
 
+def _run_host_plan(plan, settle):
+    """A plan without GPU ops, then `settle(failed)` (the device transport's work)."""
+    try:
+        (run_simple if plan.net_type == "simple" else run_dag)(plan)
+    except BaseException:
+        if settle is not None:
+            settle(True)
+        raise
+    if settle is not None:
+        settle(False)
+
+
 class Cluster(object):
     """This rank's placement, communicator, status board and blob holders."""
 
@@ -134,19 +146,13 @@ class Cluster(object):
                for n, h in state.schedule.assumed.items()):
             self._lower(plan, state, ws)  # blobs moved since: same net, new schedule
             self._make_groups(state.schedule)
-        device = self.comm.device
+        transport = self.comm.device
+        settle = transport.settle if transport is not None else None
         try:
             if uses_cuda(plan):  # per-device streams; NCCL work settled before the sync
-                run_cuda_plan(plan, settle=device.settle if device is not None else None)
+                run_cuda_plan(plan, settle=settle)
             else:
-                try:
-                    (run_simple if plan.net_type == "simple" else run_dag)(plan)
-                except BaseException:
-                    if device is not None:
-                        device.settle(True)
-                    raise
-                if device is not None:
-                    device.settle(False)
+                _run_host_plan(plan, settle)
         except BaseException as exc:
             self.report_failure(exc)
             raise

@@ -166,8 +166,8 @@ class _Local(object):
             blob = self.blobs[x.name]
             self.add(_comm_step(x.step, "%s [send to rank %d]" % (x.step.op_type, x.dst),
                                 send, [x.name], [blob], [], [], [],
-                                self.sender_device([x.name]) if not x.device.is_gpu
-                                else self.own_gpu), [x.name], [], True)
+                                self.own_gpu if x.device.is_gpu
+                                else self.sender_device([x.name])), [x.name], [], True)
         elif x.dst == self.me:
             text = "%s: receive '%s' from rank %d" % (where, x.name, x.src)
             status = self.label("waiting in " + text)
