@@ -23,14 +23,16 @@ _names_lock = threading.Lock()
 
 
 def _extract_stacktrace(limit=16):
-    """Cheap stack capture: (filename, lineno, name) of the caller's frames."""
+    """Cheap stack capture: (filename, lineno, name) of the caller's frames, as a
+    tuple: the collector stops tracking a tuple of strings and ints, where a list
+    per op would be walked by every full collection of a large net's build."""
     frame = sys._getframe(2)
     stack = []
     while frame is not None and len(stack) < limit:
         code = frame.f_code
         stack.append((code.co_filename, frame.f_lineno, code.co_name))
         frame = frame.f_back
-    return stack
+    return tuple(stack)
 
 
 # CreateOperator's own parameters among the keywords of net.<Op>(...); the rest are
@@ -460,7 +462,8 @@ class Net(object):
         elif type(outputs) is int:
             outputs = [self.NextName(prefix=op_type, output_id=i) for i in range(outputs)]
         outputs = _RectifyInputOutput(outputs, net=self)
-        explicit = {k: kwargs.pop(k) for k in _CREATE_OPERATOR_PARAMS if k in kwargs}
+        explicit = {k: kwargs.pop(k) for k in _CREATE_OPERATOR_PARAMS if k in kwargs} \
+            if kwargs else {}
         op = self._net.op.add()  # filled in place: extend() would copy the message
         try:
             core.fill_operator(op, op_type, inputs, outputs, kwargs=kwargs, **explicit)

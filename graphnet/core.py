@@ -196,7 +196,7 @@ def _RectifyInputOutput(blobs, net=None):
     if isinstance(blobs, (bytes, str)):
         if isinstance(blobs, bytes):
             blobs = blobs.decode("utf-8")
-        return [ScopedBlobReference(blobs, net=net)]
+        return [BlobReference(scope.CurrentNameScope() + blobs, net)]
     if type(blobs) is BlobReference:
         return [blobs]
     if type(blobs) in (list, tuple):

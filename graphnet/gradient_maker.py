@@ -38,7 +38,7 @@ class GradientContext(object):
         self.def_ = op
         self.g_output = list(g_output)
         # the op's input and output names, read once (each proto access costs a wrapper)
-        self._inputs, self._outputs = io if io is not None else (list(op.input), None)
+        self._inputs, self._outputs = io if io is not None else (op.input[:], None)
         self.g_input = [None] * len(self._inputs)
 
     # forward blobs -----------------------------------------------------------
@@ -112,16 +112,22 @@ class GradientContext(object):
         """A gradient OperatorDef (post-processing is applied by make_gradient)."""
         op = caffe2_pb2.OperatorDef()
         op.type = op_type
-        op.input.extend([i if type(i) is str else str(i) for i in inputs])
-        op.output.extend([o if type(o) is str else str(o) for o in outputs])
+        try:  # names are str nearly always; extend converts nothing
+            op.input.extend(inputs)
+            op.output.extend(outputs)
+        except TypeError:  # a BlobReference among them (Python makers may pass one)
+            del op.input[:], op.output[:]
+            op.input.extend([str(i) for i in inputs])
+            op.output.extend([str(o) for o in outputs])
         for key, value in args.items():
             if value is not None:
                 op.arg.add().CopyFrom(MakeArgument(key, value))
         return op
 
 
-def make_gradient(op, g_output):
-    """(gradient ops, g_input) for forward `op` given its output gradients."""
+def make_gradient(op, g_output, io=None):
+    """(gradient ops, g_input) for forward `op` given its output gradients (`io`:
+    op's input and output name lists, when the caller has read them already)."""
     schema = registry.get(op.type)
     if schema.no_gradient:
         return [], [None] * len(op.input)
@@ -132,7 +138,7 @@ def make_gradient(op, g_output):
         raise GradientNotImplementedError(
             "Gradient maker for operator %s not implemented. (op: %s)"
             % (op.type, registry.short_text(op)))
-    inputs, outputs = list(op.input), list(op.output)
+    inputs, outputs = io if io is not None else (op.input[:], op.output[:])
     try:
         schema.check(op, inputs, outputs)
     except GraphnetError as exc:

@@ -21,6 +21,9 @@ GradGenMeta = namedtuple("GradGenMeta", ["grad_op", "idx", "gradient", "device_o
 SparseGradGenMeta = namedtuple("SparseGradGenMeta", [
     "grad_op_indices", "idx_indices", "grad_op_values", "idx_values", "gradient",
     "device_option"])
+# GradGenMeta(*fields) without namedtuple's Python-level __new__ (one per gradient
+# op output of a 100k-op backward pass)
+_new_tuple = tuple.__new__
 
 
 def GetIndexFromGradientList(g_list, name):
@@ -62,11 +65,12 @@ class GradientRegistry(object):
         return wrapper
 
     @classmethod
-    def GetGradientForOp(cls, op, g_output):
-        """(gradient ops, g_input) for one forward OperatorDef."""
+    def GetGradientForOp(cls, op, g_output, _io=None):
+        """(gradient ops, g_input) for one forward OperatorDef (`_io`: the IR's lists
+        of its input and output names)."""
         g_output = [g if g is None or type(g) is str else _untyped(g) for g in g_output]
         try:
-            gradient_ops, g_input = make_gradient(op, g_output)
+            gradient_ops, g_input = make_gradient(op, g_output, _io)
         except Exception as exc:
             if op.type in cls.gradient_registry_:
                 gradient_ops, g_input = cls.gradient_registry_[op.type](op, g_output)
@@ -133,7 +137,7 @@ class IR(object):
 
     def Play(self, op):
         """Record op's input versions and bump its outputs' versions."""
-        inputs, outputs = list(op.input), list(op.output)
+        inputs, outputs = op.input[:], op.output[:]  # lists, faster than list()
         frontier, usages, index = self.frontier, self.input_usages, len(self.ssa)
         in_versions = {}
         for s in inputs:
@@ -261,7 +265,7 @@ class IR(object):
                 if not ok:
                     self.CheckGradientOperatorInput(s, g_output, fwd_op_idx,
                                                     locally_generated_blobs, output_index)
-            grad_outputs = list(grad_op.output)
+            grad_outputs = grad_op.output[:]
             locally_generated_blobs.update(grad_outputs)
             device_option = None
             for i, output in enumerate(grad_outputs):
@@ -283,7 +287,8 @@ class IR(object):
                         sparse_generators = defaultdict(list)
                     sparse_generators[key].append(m)
                 else:
-                    generators[key].append(GradGenMeta(grad_op, i, g, device_option))
+                    generators[key].append(
+                        _new_tuple(GradGenMeta, (grad_op, i, g, device_option)))
         if sparse_generators is not None:
             self.AppendSparseGenerators(sparse_generators)
         # Gradients passed straight through (Sum, Gather axis 0) have no producer op.
@@ -462,9 +467,9 @@ class IR(object):
         forward_op = self.ssa[forward_op_idx].op
         inputs, outputs = self._io[forward_op_idx]
         g_output = [input_to_grad.get(name, None) for name in outputs]
-        if any(g is not None for g in g_output) or forward_op.type == "ZeroGradient":
-            gradient_ops, g_input = GradientRegistry.GetGradientForOp(forward_op,
-                                                                      g_output)
+        if g_output.count(None) < len(g_output) or forward_op.type == "ZeroGradient":
+            gradient_ops, g_input = GradientRegistry.GetGradientForOp(
+                forward_op, g_output, (inputs, outputs))
             self.BuildGradientGenerators(forward_op_idx, gradient_ops, g_output, g_input)
             for name, grad in zip(inputs, g_input):
                 # Never overwrite a known gradient with None, unless the input is

@@ -274,7 +274,7 @@ class OpSchema(object):
 
     def _check_reason(self, op, inputs=None, outputs=None):
         if inputs is None:
-            inputs, outputs = list(op.input), list(op.output)
+            inputs, outputs = op.input[:], op.output[:]
         n_in, n_out = len(inputs), len(outputs)
         if (n_in, n_out) not in self._counts_ok:
             reason = self._count_reason(n_in, n_out)
@@ -408,7 +408,7 @@ class KernelContext(object):
         self.xp = backend.xp
         self.device = device
         self.op = op
-        self.input_names, self.output_names = names or (list(op.input), list(op.output))
+        self.input_names, self.output_names = names or (op.input[:], op.output[:])
         self.num_outputs = len(self.output_names)
         self._rng = None
         self._seed = seed
@@ -496,6 +496,8 @@ def registered_types():
 def require_method(op_type):
     """Raise UnknownOperatorError (an AttributeError) unless `op_type` is registered:
     what `net.<Op>`, `model.<Op>` and `blob.<Op>` say for an unknown op."""
+    if _LOADED[0] and op_type in _SCHEMAS:  # once per op built: the short way first
+        return
     if not is_registered(op_type):
         raise UnknownOperatorError(
             "Method " + op_type + " is not a registered operator. Did you mean: ["

@@ -12,17 +12,28 @@ __all__ = ["CurrentNameScope", "CurrentDeviceScope", "NameScope", "DeviceScope",
            "EmptyNameScope", "EmptyDeviceScope", "_NAMESCOPE_SEPARATOR"]
 
 _NAMESCOPE_SEPARATOR = "/"
-_threadlocal_scope = threading.local()
+
+
+class _ScopeState(threading.local):
+    """Per-thread scopes. The class attributes are every thread's starting values:
+    reading them costs an attribute lookup, where getattr(local, name, default)
+    raised and caught an AttributeError per op built outside any scope."""
+
+    namescope = ""
+    devicescope = None
+
+
+_threadlocal_scope = _ScopeState()
 
 
 def CurrentNameScope():
     """The current name-scope prefix ('' at first; 'a/b/' inside two scopes)."""
-    return getattr(_threadlocal_scope, "namescope", "")
+    return _threadlocal_scope.namescope
 
 
 def CurrentDeviceScope():
     """The current DeviceOption, or None outside any DeviceScope."""
-    return getattr(_threadlocal_scope, "devicescope", None)
+    return _threadlocal_scope.devicescope
 
 
 @contextlib.contextmanager
@@ -41,33 +52,54 @@ def NameScope(prefix, reset=False):
         _threadlocal_scope.namescope = old_scope
 
 
-@contextlib.contextmanager
-def DeviceScope(scope, node_name=None):
-    """Stamp a copy of `scope` (a DeviceOption) on every op created in this block."""
-    new_scope = caffe2_pb2.DeviceOption()
-    if scope:
-        assert isinstance(scope, caffe2_pb2.DeviceOption), \
-            "DeviceScope takes in a caffe2_pb2.DeviceOption as its argument."
-        new_scope.CopyFrom(scope)
-    else:
-        assert node_name, "At least one argument should be non-null in DeviceScope"
-    if node_name:
-        new_scope.node_name = node_name
-    old_scope = CurrentDeviceScope()
-    if old_scope and old_scope.HasField("node_name") and not new_scope.HasField("node_name"):
-        new_scope.node_name = old_scope.node_name
-    if old_scope:
-        # Caffe2 merges and sorts whenever there is an enclosing scope.
-        merged = sorted(list(new_scope.extra_info) + list(old_scope.extra_info))
-        del new_scope.extra_info[:]
-        new_scope.extra_info.extend(merged)
-    _threadlocal_scope.devicescope = new_scope
-    try:
-        yield
-    finally:
-        assert _threadlocal_scope.devicescope == new_scope, \
+class DeviceScope(contextlib.ContextDecorator):
+    """Stamp a copy of `scope` (a DeviceOption) on every op created in this block.
+
+    What Caffe2's @contextmanager function did, as a class: scripts open one per op
+    they build (DLRM: per table and device), and a generator-based context manager
+    costs several times more. Like that one, each object serves one `with` block
+    (as a decorator it makes a fresh one per call)."""
+
+    def __init__(self, scope, node_name=None):
+        self._scope, self._node_name = scope, node_name
+        self._new = self._old = None
+        self._used = False
+
+    def _recreate_cm(self):
+        return DeviceScope(self._scope, self._node_name)
+
+    def __enter__(self):
+        if self._used:
+            raise RuntimeError("this DeviceScope was entered already; make a new "
+                               "DeviceScope(...) for each with block")
+        self._used = True
+        scope, node_name = self._scope, self._node_name
+        new_scope = caffe2_pb2.DeviceOption()
+        if scope:
+            assert isinstance(scope, caffe2_pb2.DeviceOption), \
+                "DeviceScope takes in a caffe2_pb2.DeviceOption as its argument."
+            new_scope.CopyFrom(scope)
+        else:
+            assert node_name, "At least one argument should be non-null in DeviceScope"
+        if node_name:
+            new_scope.node_name = node_name
+        old_scope = _threadlocal_scope.devicescope
+        if old_scope is not None:
+            if old_scope.HasField("node_name") and not new_scope.HasField("node_name"):
+                new_scope.node_name = old_scope.node_name
+            # Caffe2 merges and sorts whenever there is an enclosing scope.
+            merged = sorted(list(new_scope.extra_info) + list(old_scope.extra_info))
+            del new_scope.extra_info[:]
+            new_scope.extra_info.extend(merged)
+        self._new, self._old = new_scope, old_scope
+        _threadlocal_scope.devicescope = new_scope
+
+    def __exit__(self, *exc_info):
+        current = _threadlocal_scope.devicescope
+        assert current is self._new or current == self._new, \
             "The device scope is changed from outside DeviceScope() calls."
-        _threadlocal_scope.devicescope = old_scope
+        _threadlocal_scope.devicescope = self._old
+        return False
 
 
 @contextlib.contextmanager

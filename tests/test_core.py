@@ -124,6 +124,38 @@ def test_device_scope_exit_check():
             pass
 
 
+def test_device_scope_nesting_decorator_and_single_use():
+    outer = core.DeviceOption(1, 1, node_name="host_a", extra_info=["z", "b"])
+    seen = {}
+    with core.DeviceScope(outer):
+        with core.DeviceScope(core.DeviceOption(1, 3, extra_info=["m"])):
+            inner = scope.CurrentDeviceScope()
+            seen["inner"] = (inner.device_id, inner.node_name, list(inner.extra_info))
+        seen["after"] = scope.CurrentDeviceScope().device_id
+    assert seen == {"inner": (3, "host_a", ["b", "m", "z"]), "after": 1}
+    assert scope.CurrentDeviceScope() is None
+
+    @core.DeviceScope(core.DeviceOption(1, 5))
+    def build(net):  # as a decorator: a fresh scope per call
+        return net.Relu("x", "y")
+    nets = [core.Net("deco_%d" % i) for i in range(2)]
+    for net in nets:
+        build(net)
+    assert [n.Proto().op[0].device_option.device_id for n in nets] == [5, 5]
+
+    ds = core.DeviceScope(core.DeviceOption(1, 2))
+    with ds:
+        pass
+    with pytest.raises(RuntimeError, match="make a new DeviceScope"):
+        with ds:
+            pass
+    assert scope.CurrentDeviceScope() is None
+    with pytest.raises(ValueError):  # the body's error passes through, scope restored
+        with core.DeviceScope(core.DeviceOption(1, 2)):
+            raise ValueError("body")
+    assert scope.CurrentDeviceScope() is None
+
+
 def test_immediate_ops_run_through_workspace():
     workspace.FeedBlob("x", np.array([-1.0, 2.0], dtype=np.float32))
     net = core.Net("small")

@@ -143,6 +143,8 @@ def _compile(netdef, blobs):
     net_option = netdef.device_option if netdef.HasField("device_option") else None
     external = set(netdef.external_input)
     produced = {}  # blob name -> static device of its latest producer
+    handles = {}  # produced blob name -> its Blob (a workspace blob, or one in fresh)
+    fresh = {}  # output names the workspace lacks -> new empty Blobs, added on success
     backends = {}  # device -> backend_for(device), asked once per device
     placed, kernels = {}, {}  # (schema, device) -> backend once checked; -> kernel
     parsed = {}  # (schema, counts, argument bytes) -> parsed args, shared by equal ops
@@ -158,7 +160,7 @@ def _compile(netdef, blobs):
             schema = registry.get(op_type)
         except registry.UnknownOperatorError as exc:
             raise _fail(index, op, str(exc), registry.UnknownOperatorError)
-        inputs, outputs = list(op.input), list(op.output)
+        inputs, outputs = op.input[:], op.output[:]  # lists; twice list()'s speed
         try:
             schema.check(op, inputs, outputs)
             args = _parsed_args(parsed, schema, op, inputs, outputs)
@@ -176,20 +178,22 @@ def _compile(netdef, blobs):
             except GraphnetError as exc:
                 raise _fail(index, op, str(exc), type(exc))
             placed[key] = backend
-        known = []
+        known, in_blobs = [], []
         for name in inputs:
-            if external and name not in external and name not in produced:
+            blob = handles.get(name)
+            if blob is not None:
+                known.append(produced[name])
+            elif external and name not in external:
                 raise _fail(index, op, "op %s: Source for input %s is unknown for net "
                             "%s, operator %s" % (op_type, name, netdef.name,
                                                  short_text(op)))
-            if name in produced:
-                known.append(produced[name])
-            elif name in blobs:
-                blob = blobs[name]
-                known.append(None if blob.empty else blob.device)
             else:
-                raise _fail(index, op, "op %s: Encountered a non-existing input blob: %s"
-                            % (op_type, name))
+                blob = blobs.get(name)
+                if blob is None:
+                    raise _fail(index, op, "op %s: Encountered a non-existing input "
+                                "blob: %s" % (op_type, name))
+                known.append(None if blob.value is None else blob.device)
+            in_blobs.append(blob)
         if schema.devices is default_devices:  # a function of these four alone
             dkey = (schema, device, len(inputs), len(outputs))
             pair = placements.get(dkey)
@@ -208,8 +212,16 @@ def _compile(netdef, blobs):
                 if want[i] is not None and known[i] is not None and known[i] != want[i]:
                     reads.append(CrossDeviceRead(index, op_type, name, i, known[i],
                                                  want[i]))
+        out_blobs = []
         for name, out_device in zip(outputs, outs):
             produced[name] = out_device
+            blob = handles.get(name)
+            if blob is None:
+                blob = blobs.get(name)
+                if blob is None:
+                    blob = fresh[name] = Blob(None, CPU)
+                handles[name] = blob
+            out_blobs.append(blob)
         step = Step()
         step.index, step.op, step.op_type, step.schema = index, op, op_type, schema
         step.args, step.device, step.backend = args, device, backend
@@ -220,7 +232,9 @@ def _compile(netdef, blobs):
         seed = option.random_seed if option is not None and option.HasField(
             "random_seed") else None
         step.ctx = KernelContext(backend, device, op, seed=seed, names=(inputs, outputs))
+        step.ctx._output_blobs = out_blobs
         step.in_names, step.out_names = inputs, outputs
+        step.in_blobs, step.out_blobs = in_blobs, out_blobs
         step.want_devices, step.out_devices = want, outs
         step.dynamic_devices = schema.devices is not default_devices
         step.warned = None  # the cross-device reads already warned about, once there is one
@@ -235,14 +249,7 @@ def _compile(netdef, blobs):
             "Net '%s' has %d cross-device read%s (strict device mode):\n  %s" % (
                 netdef.name, len(reads), "" if len(reads) == 1 else "s",
                 "\n  ".join(str(r) for r in reads)))
-    for step in steps:
-        for name in step.out_names:
-            if name not in blobs:
-                blobs[name] = Blob(None, CPU)
-    for step in steps:
-        step.in_blobs = [blobs[n] for n in step.in_names]
-        step.out_blobs = [blobs[n] for n in step.out_names]
-        step.ctx._output_blobs = step.out_blobs
+    blobs.update(fresh)  # only now: a rejected net leaves the workspace as it was
     return Plan(netdef, net_type, steps, reads, netdef.num_workers or None)
 
 
