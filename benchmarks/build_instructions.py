@@ -6,7 +6,8 @@ Instruction counts can: this script runs itself under valgrind (cachegrind,
 no cache simulation) once per phase boundary and prints what each phase cost,
 the same to within ~1% run to run (PYTHONHASHSEED is fixed).
 
-Phases, on benchmarks/overhead.py's net (DLRM on 8 emulated GPUs, 4-row tables):
+Phases, on benchmarks/overhead.py's net and its helpers (DLRM on 8 emulated GPUs,
+4-row tables):
 forward build (core.Net ops), loss + AddGradientOperators + SGD, CreateNet.
 Needs valgrind on PATH; about 1 minute for the default 520 tables (10k ops).
 
@@ -26,27 +27,23 @@ STAGES = ["imports", "forward", "gradients", "fed", "created"]
 
 
 def run_until(stage, tables):
-    """Build the net up to `stage` (one of STAGES), in this process."""
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
-    import numpy as np
-    from dlrm_parallel_forward import Config, gpu, make_batch, make_weights
-    from dlrm_train import TrainableDLRM
+    """Build the net up to `stage` (one of STAGES), in this process; its op count."""
+    sys.path.insert(0, HERE)
+    import overhead  # noqa: E402 (puts examples/ on the path)
     from graphnet import registry, workspace
+    import dlrm_parallel_forward  # noqa: F401 (imported before any phase is counted)
+    import dlrm_train  # noqa: F401
     registry.registered_types()  # the op library loaded before any phase
-    upto = STAGES.index(stage)
     workspace.ResetWorkspace()
     workspace.SetVirtualGpuCount(8)
-    cfg = Config(batch=16, table_rows=[4] * tables)
-    model = TrainableDLRM(cfg, 8, device_option=gpu(0))
-    if upto >= 1:
-        model.build()
+    upto = STAGES.index(stage)
+    if upto == 0:
+        return 0
+    cfg, model = overhead.dlrm_forward_net(tables)
     if upto >= 2:
         model.sgd(model.loss(), 0.1)
     if upto >= 3:
-        dense, sparse = make_batch(cfg, rng=np.random.default_rng(0), min_bag=1)
-        model.feed(make_weights(cfg), dense, sparse)
-        model.feed_targets(np.zeros((cfg.batch, 1), np.float32))
-        workspace.RunNetOnce(model.model.param_init_net)
+        overhead.feed_and_init(cfg, model)
     if upto >= 4:
         workspace.CreateNet(model.model.net)
     return len(model.model.net.Proto().op)

@@ -120,15 +120,31 @@ def fused_per_op(net, repeats):
     return "%.3f" % (min(times) / CHAIN * 1e6)
 
 
-def dlrm_training_net(tables, devices=8):
-    """DLRM training net (examples/dlrm_train.py) with `tables` 4-row tables."""
+def dlrm_forward_net(tables, devices=8):
+    """(cfg, model): the forward DLRM net (examples/dlrm_train.py) with `tables` 4-row
+    tables on `devices` emulated GPUs."""
     from dlrm_parallel_forward import Config, gpu
     from dlrm_train import TrainableDLRM
     cfg = Config(batch=2 * devices, table_rows=[4] * tables)
     model = TrainableDLRM(cfg, devices, device_option=gpu(0))
     model.build()
+    return cfg, model
+
+
+def dlrm_training_net(tables, devices=8):
+    """DLRM training net: the forward net plus loss, gradients and SGD."""
+    cfg, model = dlrm_forward_net(tables, devices)
     model.sgd(model.loss(), 0.1)
     return cfg, model
+
+
+def feed_and_init(cfg, model):
+    """One batch, the weights and the init net run: what CreateNet needs."""
+    from dlrm_parallel_forward import make_batch, make_weights
+    dense, sparse = make_batch(cfg, rng=np.random.default_rng(0), min_bag=1)
+    model.feed(make_weights(cfg), dense, sparse)
+    model.feed_targets(np.zeros((cfg.batch, 1), np.float32))
+    workspace.RunNetOnce(model.model.param_init_net)
 
 
 def scale_rows(max_ops, builds=3):
@@ -149,7 +165,6 @@ def scale_rows(max_ops, builds=3):
 def build_and_create(tables, max_ops):
     """(ops, build s, create s) of the training net with `tables` tables, or None
     when it has more than max_ops ops."""
-    from dlrm_parallel_forward import make_batch, make_weights
     workspace.ResetWorkspace()
     workspace.SetVirtualGpuCount(8)
     gc.collect()
@@ -159,10 +174,7 @@ def build_and_create(tables, max_ops):
     ops = len(model.model.net.Proto().op)
     if ops > max_ops * 1.1:
         return None
-    dense, sparse = make_batch(cfg, rng=np.random.default_rng(0), min_bag=1)
-    model.feed(make_weights(cfg), dense, sparse)
-    model.feed_targets(np.zeros((cfg.batch, 1), np.float32))
-    workspace.RunNetOnce(model.model.param_init_net)
+    feed_and_init(cfg, model)
     start = time.perf_counter()
     workspace.CreateNet(model.model.net)
     create = time.perf_counter() - start

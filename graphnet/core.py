@@ -196,7 +196,7 @@ def _RectifyInputOutput(blobs, net=None):
     if isinstance(blobs, (bytes, str)):
         if isinstance(blobs, bytes):
             blobs = blobs.decode("utf-8")
-        return [BlobReference(scope.CurrentNameScope() + blobs, net)]
+        return [ScopedBlobReference(blobs, net=net)]
     if type(blobs) is BlobReference:
         return [blobs]
     if type(blobs) in (list, tuple):

@@ -57,22 +57,20 @@ class DeviceScope(contextlib.ContextDecorator):
 
     What Caffe2's @contextmanager function did, as a class: scripts open one per op
     they build (DLRM: per table and device), and a generator-based context manager
-    costs several times more. Like that one, each object serves one `with` block
-    (as a decorator it makes a fresh one per call)."""
+    costs twice as much. Like that one, each object serves one `with` block (as a
+    decorator it makes a fresh one per call)."""
 
     def __init__(self, scope, node_name=None):
         self._scope, self._node_name = scope, node_name
-        self._new = self._old = None
-        self._used = False
+        self._new = self._old = None  # this block's scope and the one it replaced
 
     def _recreate_cm(self):
         return DeviceScope(self._scope, self._node_name)
 
     def __enter__(self):
-        if self._used:
+        if self._new is not None:
             raise RuntimeError("this DeviceScope was entered already; make a new "
                                "DeviceScope(...) for each with block")
-        self._used = True
         scope, node_name = self._scope, self._node_name
         new_scope = caffe2_pb2.DeviceOption()
         if scope:

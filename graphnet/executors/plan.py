@@ -192,7 +192,7 @@ def _compile(netdef, blobs):
                 if blob is None:
                     raise _fail(index, op, "op %s: Encountered a non-existing input "
                                 "blob: %s" % (op_type, name))
-                known.append(None if blob.value is None else blob.device)
+                known.append(None if blob.empty else blob.device)
             in_blobs.append(blob)
         if schema.devices is default_devices:  # a function of these four alone
             dkey = (schema, device, len(inputs), len(outputs))
