@@ -6,7 +6,8 @@ failures were), so `except RuntimeError` in legacy scripts keeps working.
 
 __all__ = [
     "GraphnetError", "EnforceError", "SchemaError", "ArgumentError",
-    "UnknownOperatorError", "OperatorError", "DeviceMismatchError", "enforce",
+    "UnknownOperatorError", "OperatorError", "DeviceMismatchError", "HostOnlyTypeError",
+    "enforce",
 ]
 
 
@@ -24,6 +25,11 @@ class EnforceError(GraphnetError):
     def __init__(self, message, input_index=None):
         super().__init__(message)
         self.input_index = input_index
+
+
+class HostOnlyTypeError(EnforceError):
+    """A GPU op met a type only host memory holds (a STRING tensor): Caffe2's CUDA
+    context stored plain-old-data types only. The fix is to run the op on the CPU."""
 
 
 class SchemaError(GraphnetError):

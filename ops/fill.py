@@ -5,7 +5,7 @@ graphnet.errors and ops._common only.
 
 import numpy as np
 
-from graphnet.errors import ArgumentError, enforce
+from graphnet.errors import ArgumentError, HostOnlyTypeError, enforce
 from graphnet.registry import Arg, OpSchema, TensorInfo
 
 from ._common import TypedArgs, check_type, fits, numel
@@ -172,10 +172,10 @@ def place(ctx, array):
 
 
 def _no_strings_on_gpu(ctx, dtype):
-    if not (dtype != object or not ctx.device.is_gpu):
-        enforce(False,
-                "%s: a STRING tensor cannot live on a GPU, found device %s. Fix: run this "
-                "fill on the CPU." % (ctx.op.type, ctx.device))
+    if dtype == object and ctx.device.is_gpu:
+        raise HostOnlyTypeError(
+            "%s: a STRING tensor cannot live on a GPU, found device %s. Fix: run this "
+            "fill on the CPU." % (ctx.op.type, ctx.device))
 
 
 # --- ConstantFill -------------------------------------------------------------------

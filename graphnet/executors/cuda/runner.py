@@ -21,7 +21,7 @@ Imports run_step (the shared loop body) and the cuda package modules.
 import numpy as np
 
 from graphnet.devices import device_name
-from graphnet.errors import OperatorError
+from graphnet.errors import HostOnlyTypeError, OperatorError
 from graphnet.executors.cuda import checks, copies
 from graphnet.executors.cuda.errors import describe_cuda_error, is_cuda_error
 from graphnet.executors.run import operator_error, run_step
@@ -61,19 +61,23 @@ class _RunState(object):
         self.scope = scope
 
 
-def _upload_host_inputs(state, step, stream):
+def _upload_host_inputs(plan, state, step, stream):
     """GPU blobs holding numpy (fed while GPUs were virtual, or a kernel's host
-    result) move to their device before a GPU op reads them."""
+    result) move to their device before a GPU op reads them. Strings cannot."""
     moved = []
     for i, blob in enumerate(step.in_blobs):
         value = blob.value
-        if not isinstance(value, np.ndarray) or value.dtype == object:
-            continue
-        if not blob.device.is_gpu:
+        if not isinstance(value, np.ndarray) or not blob.device.is_gpu:
             continue
         want = step.want_devices[i]
         if want is not None and not want.is_gpu:
             continue
+        if value.dtype == object:
+            raise operator_error(plan, step, HostOnlyTypeError(
+                "%s: input %d ('%s') is a STRING tensor, which cannot live on a GPU "
+                "(found on %s). Fix: run this op on the CPU (a CPU DeviceScope)."
+                % (step.op_type, i, step.in_names[i], device_name(blob.device)),
+                input_index=i))
         physical = state.rt.physical_of(blob.device.id)
         blob.value = copies.to_device(state.rt, value, physical, stream)
         moved.append(blob)
@@ -105,7 +109,7 @@ def _gpu_step(plan, step, state):
         for event in waits.values():
             stream.wait_event(event)
         with stream:
-            moved = _upload_host_inputs(state, step, stream)
+            moved = _upload_host_inputs(plan, state, step, stream)
             checks.set_current_step(step)
             records = _PROFILE[0]
             if records is not None:
