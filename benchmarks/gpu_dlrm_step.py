@@ -5,6 +5,12 @@ seconds per step (target <= 1.0). Batches are fed every step in both peers
 (host -> device); losses of the first steps are printed side by side.
 
     python benchmarks/gpu_dlrm_step.py [--config medium small2048] [--iters 20]
+    python benchmarks/gpu_dlrm_step.py --config medium --profile 30   # where time goes
+
+--profile N prints the host-side cProfile of graphnet's timed steps (the N functions
+with the most own time: a function that waits for the GPU, in a sync or a .get(),
+shows that wait as its own time) and the GPU time of each op type from CUDA events
+(graphnet.executors.cuda.runner.profile), instead of the comparison.
 """
 
 import argparse
@@ -19,7 +25,7 @@ sys.path.insert(0, HERE)
 from gpu_common import summary  # noqa: E402
 
 
-def run_graphnet(cfg, batches, weights, warmup, iters):
+def run_graphnet(cfg, batches, weights, warmup, iters, profile=0):
     import graphnet.compat
     graphnet.compat.install()
     import dlrm_caffe2_model as c2model
@@ -36,6 +42,11 @@ def run_graphnet(cfg, batches, weights, warmup, iters):
         workspace.RunNetOnce(model.param_init_net)
         workspace.CreateNet(model.net)
         times, losses = [], []
+        if profile:
+            for it in range(warmup):
+                c2model.feed_batch(workspace, batches[it % len(batches)])
+                workspace.RunNet(model.net.Proto().name)
+            return _profile(workspace, model, c2model, batches, iters, profile)
         for it in range(warmup + iters):
             start = time.perf_counter()
             c2model.feed_batch(workspace, batches[it % len(batches)])
@@ -45,6 +56,40 @@ def run_graphnet(cfg, batches, weights, warmup, iters):
             if it >= warmup:
                 times.append(elapsed)
     return float(np.median(times)), losses
+
+
+def _profile(workspace, model, c2model, batches, iters, top):
+    import cProfile
+    import pstats
+    from graphnet.executors.cuda import runner
+    name = model.net.Proto().name
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.enable()
+    for it in range(iters):
+        c2model.feed_batch(workspace, batches[it % len(batches)])
+        workspace.RunNet(name)
+    prof.disable()
+    print("host: %.3f ms per step under cProfile" % ((time.perf_counter() - start) / iters
+                                                     * 1e3))
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats("graphnet|ops", top)
+    gpu = {}
+    with runner.profile() as records:
+        workspace.RunNet(name)
+    for step, begin, end in records:
+        total, count = gpu.get(step.op_type, (0.0, 0))
+        gpu[step.op_type] = (total + _elapsed(begin, end), count + 1)
+    print("GPU time per op type, one step (CUDA events around each op, ms):")
+    for op_type, (ms, count) in sorted(gpu.items(), key=lambda kv: -kv[1][0]):
+        print("  %-44s %3d ops %8.3f ms" % (op_type, count, ms))
+    print("  total %.3f ms" % sum(ms for ms, _ in gpu.values()))
+    return None, []
+
+
+def _elapsed(begin, end):
+    import cupy
+    return cupy.cuda.get_elapsed_time(begin, end)
 
 
 def run_torch(cfg, batches, weights, warmup, iters):
@@ -81,12 +126,16 @@ def main(argv=None):
     parser.add_argument("--config", nargs="+", default=["medium", "small2048"])
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args(argv)
     import dlrm_caffe2_model as c2model
     for name in args.config:
         cfg = c2model.config(name)
         weights, batches = c2model.make_data(cfg, 4)
-        ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup, args.iters)
+        ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup, args.iters,
+                                        args.profile)
+        if args.profile:
+            continue
         peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
         print("DLRM %s: graphnet %.3f ms/step, PyTorch eager %.3f ms/step; losses "
               "graphnet %s, PyTorch %s" % (name, ours * 1e3, peer * 1e3,

@@ -75,8 +75,13 @@ if ! $PY -c "import graphnet.workspace" 2> "$SETUP/import.log"; then
     note "import graphnet | FAILED (see import.log)"
 fi
 
+# GPU_RUN_STEPS="op_sweep profile_dlrm" runs only the steps named (profile_* steps run
+# only when named); unset, every step but the profiles runs.
+STEPS=${GPU_RUN_STEPS:-gpu_tests gpu_dist bench_copy bench_sls bench_dlrm op_sweep}
+
 run_step() {  # name, seconds, command...  (the limit shrinks to what the deadline leaves)
     local name=$1 limit=$2; shift 2
+    [[ " $STEPS " == *" $name "* ]] || return 0
     local left=$(( DEADLINE - $(date +%s) - 5 ))
     if [ "$left" -lt 10 ]; then note "$name | not run (time budget spent)"; return; fi
     [ "$left" -lt "$limit" ] && limit=$left
@@ -100,6 +105,10 @@ run_step bench_copy 30 $PY benchmarks/gpu_copy_bandwidth.py
 run_step bench_sls 35 $PY benchmarks/gpu_sls_bandwidth.py
 run_step bench_dlrm 55 $PY benchmarks/gpu_dlrm_step.py --iters 15
 run_step op_sweep 90 $PY -m pytest tests/ops -p no:cacheprovider -p tests.gpu.sweep
+run_step profile_dlrm 60 $PY benchmarks/gpu_dlrm_step.py --config medium --iters 20 \
+    --profile 45
+run_step profile_sls 40 $PY -m cProfile -s tottime benchmarks/gpu_sls_bandwidth.py \
+    --repeat 40
 
 echo
 echo "================ SUMMARY ($(( $(date +%s) - START ))s) ================"
