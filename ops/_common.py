@@ -546,6 +546,40 @@ def rows_valid(indices, n_rows):
     return loop is not None and indices.ndim == 1 and loop(indices, n_rows)
 
 
+def host_ints(xp, *scalars):
+    """Device scalars (0-d arrays) as Python ints through one device-to-host transfer:
+    a GPU kernel's checks wait for the device once instead of once per reduction."""
+    if xp is np:
+        return [int(v) for v in scalars]
+    return [int(v) for v in xp.stack([v.astype(np.int64) for v in scalars]).get()]
+
+
+def host_floats(xp, *scalars):
+    """host_ints for values read as float64 (exact for float32 and for integers
+    below 2**53), again through one transfer."""
+    if xp is np:
+        return [float(v) for v in scalars]
+    return [float(v) for v in xp.stack([v.astype(np.float64) for v in scalars]).get()]
+
+
+def device_segments_valid(xp, indices, lengths, n_rows):
+    """segments_valid on any array module (a GPU): four reductions, one transfer.
+    False means "run the step-by-step checks", which raise the precise error."""
+    if indices.ndim != 1 or lengths.ndim != 1 or lengths.size == 0 or indices.size == 0:
+        return False
+    low, total, first, last = host_ints(xp, lengths.min(), lengths.sum(dtype=np.int64),
+                                        indices.min(), indices.max())
+    return low >= 0 and total == indices.shape[0] and first >= 0 and last < n_rows
+
+
+def device_rows_valid(xp, indices, n_rows):
+    """rows_valid on any array module: min and max in one transfer."""
+    if indices.size == 0:
+        return True
+    first, last = host_ints(xp, indices.min(), indices.max())
+    return first >= 0 and last < n_rows
+
+
 def segment_sum(rows, lengths, weights=None):
     """out[m] = sum of weights[j] * rows[j] over segment m (LENGTHS[m] consecutive
     rows), each segment summed in row order; rows (n, K) float32, lengths summing to

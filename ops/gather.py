@@ -15,7 +15,8 @@ import numpy as np
 from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
-                      compiled_scatter_add, cpp_name, numel, rows_valid)
+                      compiled_scatter_add, cpp_name, device_rows_valid, numel,
+                      rows_valid)
 from ._fused import INT32, fill_zero_vm, rows_in_range, vm_helper, vm_kernel
 
 
@@ -92,8 +93,8 @@ def _checked_indices(xp, indices, n, wrap):
         idx = xp.where(idx < 0, idx + n, idx)
     if idx.size == 0 or (xp is np and rows_valid(idx.reshape(-1), n)):
         return idx  # one compiled pass decides the common case
-    if int(idx.min()) >= 0 and int(idx.max()) < n:
-        return idx  # (without numba: two reductions); the mask below only reports
+    if device_rows_valid(xp, idx, n):
+        return idx  # (without numba, or on a GPU: two reductions, one transfer)
     bad = ((idx < 0) | (idx >= n)).reshape(-1)
     if bool(bad.any()):
         first = int(idx.reshape(-1)[int(xp.argmax(bad))])

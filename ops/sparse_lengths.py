@@ -13,9 +13,10 @@ import numpy as np
 from graphnet import config
 from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
-from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, dtype_names,
-                      PREFETCH_AHEAD, checked, compiled_loop, compiled_segments_check,
-                      gather_rows, numel, segment_sum, segments_valid, size_from_dim)
+from ._common import (F32, I32, INDEX_TYPES, PREFETCH_AHEAD, check_dispatch, check_type,
+                      checked, compiled_loop, compiled_segments_check,
+                      device_segments_valid, dtype_names, gather_rows, host_ints, numel,
+                      segment_sum, segments_valid, size_from_dim)
 from ._fused import INT32, fill_zero_vm, vm_bind, vm_helper, vm_kernel
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
@@ -186,7 +187,11 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=N
                            None if weights is None else (weights.shape, weights.dtype)),
                      lambda: _validate_static(op_type, slots, data, indices, lengths,
                                               weights))
-    if ok and not (xp is np and segments_valid(indices, lengths, data.shape[0])):
+    if not ok:
+        return ok
+    valid = (segments_valid(indices, lengths, data.shape[0]) if xp is np else
+             device_segments_valid(xp, indices, lengths, data.shape[0]))
+    if not valid:
         _check_segments(xp, op_type, indices, lengths, data.shape[0], slots[2], slots[3])
     return ok
 
@@ -326,7 +331,9 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
         dy, lengths = inputs[dy_slot], inputs[len_slot]
         checked(ctx, (dy.shape, dy.dtype, lengths.shape, lengths.dtype),
                 lambda: _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot))
-        total = int(lengths.sum(dtype=np.int64))
+        # one transfer for both (a GPU waits once): sum first, as Caffe2 sized by it
+        low, total = (host_ints(xp, lengths.min(), lengths.sum(dtype=np.int64))
+                      if lengths.size else (0, 0))
         if weighted:
             weights = inputs[w_slot]
             if not (weights.ndim >= 1 and weights.shape[0] == total):
@@ -337,7 +344,8 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
                         input_index=w_slot)
             _check_dtype(op_type, weights, F32, "WEIGHTS", w_slot)
         _check_dtype(op_type, dy, F32, "dY", dy_slot)
-        _check_non_negative(xp, op_type, lengths, len_slot)
+        if low < 0:
+            _check_non_negative(xp, op_type, lengths, len_slot)
         if mean:
             dy = dy * _column(_inverse_lengths(xp, lengths), dy.ndim)
         values = repeat(xp, dy, lengths, total)
@@ -460,7 +468,40 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     }
     out[t] = acc;
 }
-""", DT=DATA_TYPES, IT=_CUDA_INDEX_TYPES) + r"""
+""", DT=DATA_TYPES, IT=_CUDA_INDEX_TYPES) + variants(r"""
+extern "C" __global__ void sls_pool4$SUFFIX(const float4* data, const $IT* idx,
+        const float* w, const i64* starts, const int* lengths, i64 segs, i64 quads,
+        i64 rows, i64 n, float4* out, i64* flag) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= segs * quads) return;
+    i64 m = t / quads, c = t - m * quads;
+    i64 s = starts[m], e = s + lengths[m];
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (i64 j = s; j < e; ++j) {
+        if (j >= n) { gn_flag(flag, n); break; }
+        i64 r = (i64)idx[j];
+        if (r < 0 || r >= rows) { gn_flag(flag, j); continue; }
+        float4 v = data[r * quads + c];
+        if (w) {
+            float k = w[j];
+            acc.x += __fmul_rn(k, v.x); acc.y += __fmul_rn(k, v.y);
+            acc.z += __fmul_rn(k, v.z); acc.w += __fmul_rn(k, v.w);
+        } else {
+            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+        }
+    }
+    out[t] = acc;
+}
+""", IT=_CUDA_INDEX_TYPES) + r"""
+extern "C" __global__ void sls_repeat4(const float4* dy, const i64* starts,
+        const int* lengths, i64 segs, i64 quads, i64 n, float4* out) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= segs * quads) return;
+    i64 m = t / quads, c = t - m * quads;
+    i64 s = starts[m], e = s + lengths[m];
+    float4 v = dy[t];
+    for (i64 j = s; j < e && j < n; ++j) out[j * quads + c] = v;
+}
 extern "C" __global__ void sls_repeat(const float* dy, const i64* starts,
         const int* lengths, i64 segs, i64 block, i64 n, float* out) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
@@ -485,14 +526,24 @@ def _pool_cuda(xp, data, indices, lengths, weights, shape):
     lengths = xp.ascontiguousarray(lengths)
     segs, block = shape[0], size_from_dim(data.shape, 1)
     out = xp.empty(shape, dtype=np.float32)
-    name = "sls_pool_%s_%s" % ("f16" if data.dtype == np.float16 else "f32",
-                               index_type(indices.dtype))
     w = null_flag() if weights is None else xp.ascontiguousarray(weights)
+    if _quads(data):  # 16-byte loads: the same sums, in the same order, per column
+        name, block = "sls_pool4_%s" % index_type(indices.dtype), block // 4
+    else:
+        name = "sls_pool_%s_%s" % ("f16" if data.dtype == np.float16 else "f32",
+                                   index_type(indices.dtype))
     launch(_SLS_CUDA.function(name), segs * block,
            (data, indices, w, _segment_starts(xp, lengths), lengths, np.int64(segs),
             np.int64(block), np.int64(data.shape[0]), np.int64(indices.shape[0]), out,
             null_flag()))
     return out
+
+
+def _quads(rows):
+    """float32 rows of a multiple of 4 floats on a 16-byte boundary: float4 kernels."""
+    block = size_from_dim(rows.shape, 1)
+    return (rows.dtype == np.float32 and block % 4 == 0 and block > 0
+            and rows.data.ptr % 16 == 0)
 
 
 def _repeat_cuda(xp, rows, lengths, n):
@@ -501,7 +552,10 @@ def _repeat_cuda(xp, rows, lengths, n):
     lengths = xp.ascontiguousarray(lengths)
     segs, block = rows.shape[0], size_from_dim(rows.shape, 1)
     out = xp.empty((n,) + tuple(rows.shape[1:]), dtype=np.float32)
-    launch(_SLS_CUDA.function("sls_repeat"), segs * block,
+    name = "sls_repeat"
+    if _quads(rows):
+        name, block = "sls_repeat4", block // 4
+    launch(_SLS_CUDA.function(name), segs * block,
            (rows, _segment_starts(xp, lengths), lengths, np.int64(segs), np.int64(block),
             np.int64(n), out))
     return out

@@ -8,7 +8,7 @@ from graphnet import config
 from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
-                      compiled_scatter_add, compiled_scatter_loop, expect_dtype, expect_dtypes,
+                      compiled_scatter_add, host_floats, compiled_scatter_loop, expect_dtype, expect_dtypes,
                       gather_rows, numel, occurrence_rounds, repeated_positions, rows_valid,
                       scatter_rows)
 from ._fused import INT32, rows_in_range, vm_bind, vm_helper, vm_kernel
@@ -273,7 +273,8 @@ def scatter_weighted_sum(ctx, args, *xs):
 
 from graphnet.errors import EnforceError as _EnforceError  # noqa: E402
 
-from ._cuda_scatter import scale_rows, scatter_add_rows, sorted_runs  # noqa: E402
+from ._cuda_scatter import (deterministic, scale_rows, scatter_add_rows,  # noqa: E402
+                            sorted_runs)
 
 
 def _bounds_message(position, value, n, shape):
@@ -294,19 +295,27 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
     xp = ctx.xp
     idx = xp.ascontiguousarray(xs[2].reshape(-1))
     from graphnet.executors.cuda import checks
-    flag = None
+    flag, w0_is_one = None, False
     if checks.sync_checks():
-        bad = (idx < 0) | (idx >= n)
-        if idx.size and bool(bad.any()):
+        # bounds and w_0 in one transfer: w_0 == 1 (SGD's ONE) leaves rows unscaled,
+        # so the sort that orders duplicates for scaling is skipped (x * 1.0 == x)
+        first, last, w0 = (host_floats(xp, idx.min(), idx.max(), xs[1].reshape(-1)[0])
+                           if idx.size else (0, 0, 1.0))  # no index: nothing to do
+        if first < 0 or last >= n:
+            bad = (idx < 0) | (idx >= n)
             j = int(xp.argmax(bad))
             enforce(False, _bounds_message(j, int(idx[j]), n, x0.shape), input_index=2)
+        w0_is_one = w0 == 1.0
     else:
         shape = tuple(x0.shape)
         flag = checks.new_flag(xp, lambda j: _EnforceError(
             _bounds_message(j, int(idx[j]), n, shape), input_index=2))
     data = xp.ascontiguousarray(x0).reshape(n, block)
-    runs = sorted_runs(xp, idx)
-    scale_rows(xp, data, xs[1], runs)
+    runs = None
+    if not w0_is_one or deterministic():
+        runs = sorted_runs(xp, idx)
+    if not w0_is_one:
+        scale_rows(xp, data, xs[1], runs)
     for j in range(3, len(xs), 2):
         scatter_add_rows(xp, data, idx, xs[j].reshape(-1, block), scale=xs[j + 1],
                          flag=flag, sorted_=runs)

@@ -39,6 +39,12 @@ _COLLECTIVE = ("one input per GPU: tests/gpu/test_gpu_runtime.py::test_nccl_* co
                "with the sums and stacks written there")
 EXCLUDED.update({op: _COLLECTIVE for op in ("NCCLAllreduce", "NCCLBroadcast", "NCCLReduce",
                                             "NCCLAllGather", "NCCLReduceScatter")})
+_COPIES = ("run through a workspace, not run_op: tests/gpu/test_gpu_runtime.py::"
+           "test_copies_between_logical_devices compares every copy with its source")
+EXCLUDED.update({op: _COPIES for op in ("CopyCPUToGPU", "CopyGPUToCPU", "CopyFromCPUInput",
+                                        "CopyOnDeviceLike", "EnsureCPUOutput")})
+EXCLUDED["Free"] = ("run through a workspace: tests/gpu/test_gpu_runtime.py::"
+                    "test_free_releases_gpu_blobs_and_the_next_run_recomputes_them")
 # Random outputs: compared by shape and dtype only.
 RANDOM = {"UniformFill", "UniformIntFill", "GaussianFill", "XavierFill", "MSRAFill",
           "Dropout"}

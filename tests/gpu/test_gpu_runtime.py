@@ -59,9 +59,10 @@ def test_copies_between_logical_devices(staged):
     with core.DeviceScope(gpu(2)):
         net.CopyCPUToGPU("host", "x2")
         net.CopyOnDeviceLike(["x2", "x"], "back")
+        net.CopyFromCPUInput("host", "x2_input")
     net.EnsureCPUOutput("x2", "cpu_again")
     workspace.RunNetOnce(net)
-    for name, device in (("x1", 1), ("x3", 3), ("x2", 2), ("back", 0)):
+    for name, device in (("x1", 1), ("x3", 3), ("x2", 2), ("back", 0), ("x2_input", 2)):
         np.testing.assert_array_equal(workspace.FetchBlob(name), x)
         assert workspace.BlobDevice(name) == (1, device)
         value = workspace._ws()._blobs[name].value
@@ -70,6 +71,24 @@ def test_copies_between_logical_devices(staged):
     for name in ("host", "cpu_again"):
         assert isinstance(workspace._ws()._blobs[name].value, np.ndarray)
         np.testing.assert_array_equal(workspace.FetchBlob(name), x)
+
+
+def test_free_releases_gpu_blobs_and_the_next_run_recomputes_them():
+    x = rng().standard_normal((256, 33)).astype(np.float32)
+    workspace.FeedBlob("x", x, gpu(1))
+    net = core.Net("free_on_gpu")
+    with core.DeviceScope(gpu(1)):
+        net.Relu("x", "h")
+        net.Scale("h", "y", scale=2.0)
+        net.Free(["h"], ["h"])
+    workspace.CreateNet(net)
+    for _ in range(2):
+        workspace.RunNet(net.Name())
+        np.testing.assert_allclose(workspace.FetchBlob("y"), 2 * np.maximum(x, 0))
+        assert workspace.FetchBlob("h") == (b"h, a C++ native class of type nullptr "
+                                            b"(uninitialized).")
+        assert workspace.BlobDevice("h") == (1, 1)
+        assert isinstance(workspace._ws()._blobs["y"].value, cp.ndarray)
 
 
 def settings_physical(logical):

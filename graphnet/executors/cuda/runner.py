@@ -11,6 +11,9 @@ GPUs overlap whatever the dependencies allow:
 * values replaced during the run stay referenced until the run's final
   synchronization, so CuPy's stream-ordered pool never hands their memory to
   another stream while a reader may still be using it;
+* a plan whose GPU ops all run on one logical GPU has one stream and nothing to
+  order across streams: its ops record no events (a CPU op that reads a GPU
+  result synchronizes that stream instead), which saves their cost per op;
 * CPU ops wait on the host (event.synchronize) for GPU-written inputs;
 * the host waits for all streams once, at the end; a fault reported there
   names the last op of the failing device. Deferred index checks are read then.
@@ -51,14 +54,25 @@ def uses_cuda(plan):
 
 
 class _RunState(object):
-    __slots__ = ("rt", "writes", "reads", "last", "scope")
+    __slots__ = ("rt", "writes", "reads", "last", "scope", "single")
 
-    def __init__(self, rt, scope):
+    def __init__(self, rt, scope, single):
         self.rt = rt
-        self.writes = {}  # id(blob) -> (stream, event) of its last GPU write
+        self.writes = {}  # id(blob) -> (stream, event or None) of its last GPU write
         self.reads = {}   # id(blob) -> {logical: event after a GPU read}
         self.last = {}    # logical -> last step enqueued on its stream
         self.scope = scope
+        self.single = single  # one logical GPU: one stream, no events
+
+
+def _one_stream(plan):
+    """True when every GPU op of the plan runs on the same logical GPU (cached)."""
+    single = getattr(plan, "_cuda_one_stream", None)
+    if single is None:
+        single = len({step.device.id for step in plan.steps
+                      if step.backend.name == "cupy"}) <= 1
+        plan._cuda_one_stream = single
+    return single
 
 
 def _upload_host_inputs(plan, state, step, stream):
@@ -127,11 +141,20 @@ def _gpu_step(plan, step, state):
                 raise
             finally:
                 checks.set_current_step(None)
-        event = cp.cuda.Event(disable_timing=records is None)
-        event.record(stream)
+        if state.single and records is None:
+            event = None  # nothing on another stream waits for it
+        else:
+            event = cp.cuda.Event(disable_timing=records is None)
+            event.record(stream)
         if records is not None:
             records.append((step, start, event))
     state.last[logical] = step
+    if event is None:
+        for blob in moved:
+            state.writes[id(blob)] = (stream, None)
+        for blob in step.out_blobs:
+            state.writes[id(blob)] = (stream, None)
+        return
     for blob in step.in_blobs:
         state.reads.setdefault(id(blob), {})[logical] = event
     for blob in moved:
@@ -144,8 +167,8 @@ def _gpu_step(plan, step, state):
 def _cpu_step(plan, step, state):
     for blob in step.in_blobs:
         written = state.writes.get(id(blob))
-        if written is not None:
-            written[1].synchronize()  # the host reads what a GPU wrote
+        if written is not None:  # the host reads what a GPU wrote
+            (written[0] if written[1] is None else written[1]).synchronize()
     for blob in step.out_blobs:
         if id(blob) in state.writes or id(blob) in state.reads:
             state.scope.retained.append(blob.value)
@@ -185,7 +208,7 @@ def run_cuda_plan(plan, settle=None):
     from graphnet.executors.cuda.runtime import runtime
     rt = runtime()
     with copies.run_scope() as scope, checks.collect() as deferred:
-        state = _RunState(rt, scope)
+        state = _RunState(rt, scope, _one_stream(plan))
         failed = True
         try:
             for step in plan.steps:
