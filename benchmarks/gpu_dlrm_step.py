@@ -5,6 +5,7 @@ seconds per step (target <= 1.0). Batches are fed every step in both peers
 (host -> device); losses of the first steps are printed side by side.
 
     python benchmarks/gpu_dlrm_step.py [--config medium small2048] [--iters 20]
+        [--modes eager graphs]   # graphs: GRAPHNET_CUDA_GRAPHS (captured on run 2)
     python benchmarks/gpu_dlrm_step.py --config medium --profile 30   # where time goes
 
 --profile N prints the host-side cProfile of graphnet's timed steps (the N functions
@@ -25,12 +26,14 @@ sys.path.insert(0, HERE)
 from gpu_common import summary  # noqa: E402
 
 
-def run_graphnet(cfg, batches, weights, warmup, iters, profile=0):
+def run_graphnet(cfg, batches, weights, warmup, iters, profile=0, use_graphs=False):
     import graphnet.compat
     graphnet.compat.install()
     import dlrm_caffe2_model as c2model
     from graphnet import config, core, workspace
+    from graphnet.executors.cuda import graphs, settings
     config.set_virtual_gpu_count(0)
+    settings.set_cuda_graphs(use_graphs)
     workspace.ResetWorkspace()
     gpu0 = core.DeviceOption(workspace.GpuDeviceType, 0)
     with core.DeviceScope(gpu0):
@@ -55,6 +58,9 @@ def run_graphnet(cfg, batches, weights, warmup, iters, profile=0):
             elapsed = time.perf_counter() - start
             if it >= warmup:
                 times.append(elapsed)
+        if use_graphs:
+            plan = workspace._ws()._nets[model.net.Proto().name]
+            print("  CUDA graphs: " + "; ".join(graphs.report(plan)))
     return float(np.median(times)), losses
 
 
@@ -127,22 +133,28 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument("--modes", nargs="+", default=["eager", "graphs"],
+                        choices=["eager", "graphs"])
     args = parser.parse_args(argv)
     import dlrm_caffe2_model as c2model
     for name in args.config:
         cfg = c2model.config(name)
         weights, batches = c2model.make_data(cfg, 4)
-        ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup, args.iters,
-                                        args.profile)
         if args.profile:
+            run_graphnet(cfg, batches, weights, args.warmup, args.iters, args.profile)
             continue
         peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
-        print("DLRM %s: graphnet %.3f ms/step, PyTorch eager %.3f ms/step; losses "
-              "graphnet %s, PyTorch %s" % (name, ours * 1e3, peer * 1e3,
-                                          ["%.5f" % v for v in our_losses[:3]],
-                                          ["%.5f" % v for v in peer_losses[:3]]))
-        summary("DLRM train step (%s) vs PyTorch eager" % name, "%.3f ms" % (ours * 1e3),
-                "%.3f ms" % (peer * 1e3), ours / peer, "<= 1.0 (stretch 0.5)")
+        for mode in args.modes:
+            ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup, args.iters,
+                                            use_graphs=mode == "graphs")
+            label = "" if mode == "eager" else ", CUDA graphs"
+            print("DLRM %s%s: graphnet %.3f ms/step, PyTorch eager %.3f ms/step; losses "
+                  "graphnet %s, PyTorch %s" % (name, label, ours * 1e3, peer * 1e3,
+                                              ["%.5f" % v for v in our_losses[:3]],
+                                              ["%.5f" % v for v in peer_losses[:3]]))
+            summary("DLRM train step (%s%s) vs PyTorch eager" % (name, label),
+                    "%.3f ms" % (ours * 1e3), "%.3f ms" % (peer * 1e3), ours / peer,
+                    "<= 1.0 (stretch 0.5)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from graphnet.errors import (ArgumentError, EnforceError, SchemaError,
 
 __all__ = ["Arg", "OpArgs", "OpSchema", "TensorInfo", "KernelContext",
            "register", "get", "lookup", "registered_types", "is_registered",
+           "declare_graph_safe",
            "enforce", "EnforceError", "INF"]
 
 log = logging.getLogger("graphnet")
@@ -205,6 +206,7 @@ class OpSchema(object):
         self.gradient_maker = None
         self.gradient_copies_args = True
         self.fused = None  # lowering f(FusedOp) -> bool (graphnet.executors.fused)
+        self.graph_safe = False  # its CuPy kernel may be captured (declare_graph_safe)
         self.no_gradient = no_gradient
         self.should_not_do_gradient = should_not_do_gradient
         if register_now:
@@ -464,6 +466,15 @@ def _ensure_loaded():
         module = importlib.util.module_from_spec(spec)
         sys.modules["graphnet.ops"] = module
         spec.loader.exec_module(module)
+
+
+def declare_graph_safe(*op_types):
+    """Ops whose CuPy kernels a CUDA graph may capture (graphnet.executors.cuda.graphs):
+    no host-side state, no random draws, nothing read back from the device except
+    through deferred checks, outputs shaped by input shapes and arguments alone.
+    Each op file declares its own, after auditing its kernels."""
+    for op_type in op_types:
+        _SCHEMAS[op_type].graph_safe = True  # (a KeyError names an op not yet defined)
 
 
 def lookup(op_type):

@@ -11,6 +11,8 @@ from graphnet import config
 from graphnet.errors import ArgumentError, enforce
 from graphnet.registry import Arg, TensorInfo
 
+from ._cuda_checks import index_stats
+
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 I32, I64 = np.dtype(np.int32), np.dtype(np.int64)
 INDEX_TYPES = (I32, I64)
@@ -546,38 +548,33 @@ def rows_valid(indices, n_rows):
     return loop is not None and indices.ndim == 1 and loop(indices, n_rows)
 
 
-def host_ints(xp, *scalars):
-    """Device scalars (0-d arrays) as Python ints through one device-to-host transfer:
-    a GPU kernel's checks wait for the device once instead of once per reduction."""
-    if xp is np:
-        return [int(v) for v in scalars]
-    return [int(v) for v in xp.stack([v.astype(np.int64) for v in scalars]).get()]
-
-
-def host_floats(xp, *scalars):
-    """host_ints for values read as float64 (exact for float32 and for integers
-    below 2**53), again through one transfer."""
-    if xp is np:
-        return [float(v) for v in scalars]
-    return [float(v) for v in xp.stack([v.astype(np.float64) for v in scalars]).get()]
-
-
 def device_segments_valid(xp, indices, lengths, n_rows):
-    """segments_valid on any array module (a GPU): four reductions, one transfer.
+    """segments_valid for a GPU: one stats kernel, one transfer (ops/_cuda_checks.py).
     False means "run the step-by-step checks", which raise the precise error."""
     if indices.ndim != 1 or lengths.ndim != 1 or lengths.size == 0 or indices.size == 0:
         return False
-    low, total, first, last = host_ints(xp, lengths.min(), lengths.sum(dtype=np.int64),
-                                        indices.min(), indices.max())
+    low, total, first, last, _ = index_stats(xp, indices, lengths)
     return low >= 0 and total == indices.shape[0] and first >= 0 and last < n_rows
 
 
 def device_rows_valid(xp, indices, n_rows):
-    """rows_valid on any array module: min and max in one transfer."""
+    """Every index in [0, n_rows): min and max, in one transfer on a GPU."""
     if indices.size == 0:
         return True
-    first, last = host_ints(xp, indices.min(), indices.max())
+    if xp is np:
+        return int(indices.min()) >= 0 and int(indices.max()) < n_rows
+    _, _, first, last, _ = index_stats(xp, indices)
     return first >= 0 and last < n_rows
+
+
+def lengths_low_total(xp, lengths):
+    """(min, sum) of int32 LENGTHS ((0, 0) when empty), one transfer on a GPU."""
+    if lengths.size == 0:
+        return 0, 0
+    if xp is np:
+        return int(lengths.min()), int(lengths.sum(dtype=np.int64))
+    low, total, _, _, _ = index_stats(xp, lengths=lengths)
+    return low, total
 
 
 def segment_sum(rows, lengths, weights=None):

@@ -62,6 +62,39 @@ extern "C" __global__ void scale_rows_sorted$SUFFIX(float* out, const $IT* sorte
     for (i64 q = p; q < k && (i64)sorted_rows[q] == r; ++q) v = __fmul_rn(v, factor);
     out[r * block + c] = v;
 }
+
+/* The same without sorting: occurrences counted per row, one claiming position per
+   row (atomicExch) multiplies it that many times (the same products, in sequence). */
+extern "C" __global__ void count_rows$SUFFIX(const $IT* rows, i64 k, i64 nrows,
+        int* counts) {
+    i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= k) return;
+    i64 r = (i64)rows[j];
+    if (r >= 0 && r < nrows) atomicAdd(counts + r, 1);
+}
+
+extern "C" __global__ void claim_rows$SUFFIX(const $IT* rows, i64 k, i64 nrows,
+        int* counts, int* times) {
+    i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= k) return;
+    i64 r = (i64)rows[j];
+    times[j] = (r >= 0 && r < nrows) ? atomicExch(counts + r, 0) : 0;
+}
+
+extern "C" __global__ void scale_claimed$SUFFIX(float* out, const $IT* rows,
+        const int* times, const float* factor_at, i64 k, i64 block) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= k * block) return;
+    float factor = factor_at[0];
+    if (factor == 1.0f) return;
+    i64 j = t / block, c = t - j * block;
+    int n = times[j];
+    if (n == 0) return;
+    i64 at = (i64)rows[j] * block + c;
+    float v = out[at];
+    for (int q = 0; q < n; ++q) v = __fmul_rn(v, factor);
+    out[at] = v;
+}
 """, IT=INDEX_TYPES))
 
 
@@ -111,8 +144,12 @@ def scatter_add_rows(xp, out, rows, values, scale=1.0, flag=None, sorted_=None):
     return out
 
 
-def scale_rows(xp, out, factor, sorted_):
-    """out[r] *= factor (a one-element float32 device array) once per occurrence."""
+def scale_rows(xp, out, factor, sorted_=None, rows=None):
+    """out[r] *= factor (a one-element float32 device array) once per occurrence of
+    r: along sorted_runs(rows) when given, else by counting (no sort: nothing waits
+    for the device, as a CUDA graph capture needs)."""
+    if sorted_ is None:
+        return _scale_rows_counted(xp, out, factor, rows)
     order, sorted_rows = sorted_
     k = sorted_rows.shape[0]
     nrows = out.shape[0]
@@ -122,4 +159,23 @@ def scale_rows(xp, out, factor, sorted_):
     launch(SCATTER_CUDA.function("scale_rows_sorted_" + index_type(sorted_rows.dtype)),
            k * block, (out, sorted_rows, xp.ascontiguousarray(factor.reshape(-1)[:1]),
                        np.int64(k), np.int64(block), np.int64(nrows)))
+    return out
+
+
+def _scale_rows_counted(xp, out, factor, rows):
+    rows = xp.ascontiguousarray(rows.reshape(-1))
+    k, nrows = rows.shape[0], out.shape[0]
+    block = out.size // nrows if nrows else 0
+    if k == 0 or block == 0:
+        return out
+    suffix = index_type(rows.dtype)
+    counts = xp.zeros((nrows,), dtype=np.int32)
+    times = xp.empty((k,), dtype=np.int32)
+    launch(SCATTER_CUDA.function("count_rows_" + suffix), k,
+           (rows, np.int64(k), np.int64(nrows), counts))
+    launch(SCATTER_CUDA.function("claim_rows_" + suffix), k,
+           (rows, np.int64(k), np.int64(nrows), counts, times))
+    launch(SCATTER_CUDA.function("scale_claimed_" + suffix), k * block,
+           (out, rows, times, xp.ascontiguousarray(factor.reshape(-1)[:1]), np.int64(k),
+            np.int64(block)))
     return out

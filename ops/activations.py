@@ -8,7 +8,7 @@ the registry and ops._common only.
 
 import numpy as np
 
-from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, ArgumentError, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._fused import vm_helper, vm_kernel
 from ._common import check_dispatch, check_type, checked, size_from_dim, size_to_dim
@@ -377,3 +377,9 @@ SIGMOID.lowering(_lower_elementwise(sigmoid_vm))
 SIGMOID_GRADIENT.lowering(_lower_elementwise(sigmoid_gradient_vm))
 TANH.lowering(_lower_elementwise(tanh_vm))
 TANH_GRADIENT.lowering(_lower_elementwise(tanh_gradient_vm))
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("Relu", "ReluGradient", "Sigmoid", "SigmoidGradient", "Tanh",
+                   "TanhGradient")

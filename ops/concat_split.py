@@ -5,7 +5,7 @@ storage `order`. Imports numpy, the registry, graphnet.errors and ops._common on
 import numpy as np
 
 from graphnet.errors import ArgumentError
-from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, INF, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._common import I32, check_type, checked, cpp_name, host_array, numel
 from ._fused import block_copy_vm, ints_equal_vm
@@ -284,3 +284,8 @@ def _lower_split(f):
     for k, (offset, inner) in enumerate(blocks):
         f.emit(block_copy_vm, f.out(k), f.off(0), outer, width, offset, inner, 0)
     return True
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("Concat", "Split")  # (Split by a CPU sizes input runs eagerly)

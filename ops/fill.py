@@ -6,7 +6,7 @@ graphnet.errors and ops._common only.
 import numpy as np
 
 from graphnet.errors import ArgumentError, HostOnlyTypeError, enforce
-from graphnet.registry import Arg, OpSchema, TensorInfo
+from graphnet.registry import Arg, OpSchema, TensorInfo, declare_graph_safe
 
 from ._common import TypedArgs, check_type, fits, numel
 
@@ -342,3 +342,8 @@ GIVEN_TENSOR_BYTE_STRING_FILL = _given("GivenTensorByteStringToUInt8Fill", UINT8
 def _lower_constant_fill(f):
     """The output depends on shapes and arguments only: its recorded value."""
     return not f.args.input_as_shape and f.distinct() and f.write_recorded(0)
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("ConstantFill")

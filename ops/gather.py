@@ -12,11 +12,12 @@ from collections import namedtuple
 
 import numpy as np
 
-from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
                       compiled_scatter_add, cpp_name, device_rows_valid, numel,
                       rows_valid)
+from ._cuda_checks import deferred_checks, deferred_flag, flag_rows, host_error, to_numpy
 from ._fused import INT32, fill_zero_vm, rows_in_range, vm_helper, vm_kernel
 
 
@@ -93,6 +94,10 @@ def _checked_indices(xp, indices, n, wrap):
         idx = xp.where(idx < 0, idx + n, idx)
     if idx.size == 0 or (xp is np and rows_valid(idx.reshape(-1), n)):
         return idx  # one compiled pass decides the common case
+    if xp is not np and deferred_checks():  # CuPy wraps bad rows; the flag reports them
+        flag_rows(xp, idx, n, deferred_flag(xp, lambda _: host_error(
+            lambda: _checked_indices(np, to_numpy(indices), n, wrap))))
+        return idx
     if device_rows_valid(xp, idx, n):
         return idx  # (without numba, or on a GPU: two reductions, one transfer)
     bad = ((idx < 0) | (idx >= n)).reshape(-1)
@@ -599,3 +604,8 @@ def _lower_batch_gather_family(f, gradient):
 BATCH_GATHER.lowering(lambda f: _lower_batch_gather_family(f, False))
 BATCH_GATHER_GRADIENT.lowering(
     lambda f: f.args.axis == 1 and _lower_batch_gather_family(f, True))
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("Gather", "BatchGather", "BatchGatherGradient")

@@ -5,7 +5,7 @@ labels). Imports numpy, the registry and ops._common only.
 
 import numpy as np
 
-from graphnet.registry import EnforceError, OpSchema, TensorInfo, enforce
+from graphnet.registry import EnforceError, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._fused import vm_kernel
 from ._common import F32, I32, check_type, numel
@@ -134,9 +134,10 @@ def averaged_loss(ctx, args, x):
 def averaged_loss_gradient(ctx, args, x, dl):
     expect_loss_type("AveragedLossGradient", "X", x, 0)
     dl = first_value("AveragedLossGradient", "dLoss", dl, 1)
-    # Caffe2 scaled in double (1.0 / X.size()) and stored the float result.
-    value = float(dl) * (1.0 / x.size if x.size else 0.0)
-    return ctx.xp.full(x.shape, value, dtype=np.float32)
+    # Caffe2 scaled in double (1.0 / X.size()) and stored the float result; computed
+    # where dLoss lives, so a GPU never waits for it to come back to the host
+    value = (dl.astype(np.float64) * (1.0 / x.size if x.size else 0.0)).astype(np.float32)
+    return ctx.xp.broadcast_to(value, x.shape).copy()
 
 
 @AVERAGED_LOSS.gradient
@@ -421,3 +422,9 @@ def _lower_averaged_loss_gradient(f):
         return False
     f.emit(averaged_gradient_vm, numel(f.in_info[0].shape), f.off(1), f.out(0))
     return True
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("SquaredL2Distance", "SquaredL2DistanceGradient", "AveragedLoss",
+                   "AveragedLossGradient")

@@ -10,7 +10,7 @@ stays float32.
 
 import numpy as np
 
-from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._common import (canonical_axis, checked, dims_text, numel, type_mismatch,
                       unsupported_type)
@@ -503,3 +503,8 @@ def _lower_batch_matmul(f):
         return False
     f.emit(batch_matmul_vm, batch, m, k, n, int(ta), int(tb), f.off(0), f.off(1), f.out(0))
     return True
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("FC", "FCGradient", "BatchMatMul")

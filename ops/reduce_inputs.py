@@ -4,7 +4,7 @@ MaxGradient, MinGradient. Imports numpy, the registry and ops._common only.
 
 import numpy as np
 
-from graphnet.registry import INF, OpSchema, TensorInfo, enforce
+from graphnet.registry import INF, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._fused import vm_helper, vm_kernel
 from ._common import (F32, FLOATS, NUMERIC, cpp_float, cpp_name, expect_dtype,
@@ -190,3 +190,8 @@ def _lower_sum(f):
     f.emit(sum_vm, f.size(), f.out(0), len(f.in_info),
            *[f.off(k) for k in range(len(f.in_info))])
     return True
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("Sum")

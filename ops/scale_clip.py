@@ -4,7 +4,7 @@ Imports numpy, the registry and ops._common only.
 
 import numpy as np
 
-from graphnet.registry import Arg, OpSchema, TensorInfo
+from graphnet.registry import Arg, OpSchema, TensorInfo, declare_graph_safe
 
 from ._fused import vm_helper, vm_kernel
 from ._common import (F32, FLOATS, cpp_float, expect_dtype, expect_dtypes, expect_f32_pair,
@@ -109,3 +109,8 @@ def _lower_scale(f):
         return False
     f.emit(scale_vm, f.size(), f.off(0), f.out(0), f.f32_constant(f.args.scale))
     return True
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("Scale")

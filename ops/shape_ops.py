@@ -9,7 +9,7 @@ import numpy as np
 
 from graphnet.devices import CPU
 from graphnet.errors import ArgumentError
-from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._fused import copy_vm
 from ._common import INDEX_TYPES, NUMERIC, check_dispatch, host_array, numel
@@ -329,3 +329,8 @@ def _lower_flat_copy(f):
 FLATTEN.lowering(_lower_flat_copy)
 FLATTEN_TO_VEC.lowering(_lower_flat_copy)
 RESIZE_LIKE.lowering(_lower_flat_copy)
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("Flatten", "ResizeLike")

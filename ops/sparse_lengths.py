@@ -15,8 +15,9 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, enforce
 
 from ._common import (F32, I32, INDEX_TYPES, PREFETCH_AHEAD, check_dispatch, check_type,
                       checked, compiled_loop, compiled_segments_check,
-                      device_segments_valid, dtype_names, gather_rows, host_ints, numel,
+                      device_segments_valid, dtype_names, gather_rows, lengths_low_total, numel,
                       segment_sum, segments_valid, size_from_dim)
+from ._cuda_checks import deferred_checks, deferred_flag, host_error, to_numpy
 from ._fused import INT32, fill_zero_vm, vm_bind, vm_helper, vm_kernel
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
@@ -95,7 +96,7 @@ def _segment_ids(xp, lengths, n):
     return xp.searchsorted(ends, xp.arange(n), side="right")
 
 
-def _pool_generic(xp, data, indices, lengths, weights, shape):
+def _pool_generic(xp, data, indices, lengths, weights, shape, flag=None):
     """Gather every row once, scatter-add it into its segment (ufunc.at)."""
     rows = xp.take(data, indices, axis=0).astype(np.float32)
     if weights is not None:
@@ -105,7 +106,7 @@ def _pool_generic(xp, data, indices, lengths, weights, shape):
     return out
 
 
-def _pool_numpy(xp, data, indices, lengths, weights, shape):
+def _pool_numpy(xp, data, indices, lengths, weights, shape, flag=None):
     """Segment sums in index order, in float32: one compiled pass over the rows
     when numba is installed (the [fast] extra), else whole rows gathered at once
     (gather_rows) and summed with np.add.reduceat. GRAPHNET_FAST_KERNELS=0: the
@@ -154,11 +155,11 @@ def _compiled_pool():
     return compiled_loop(_COMPILED, "pool", _pool_loop)
 
 
-def _repeat_generic(xp, rows, lengths, n):
+def _repeat_generic(xp, rows, lengths, n, flag=None):
     return rows[_segment_ids(xp, lengths, n)]
 
 
-def _repeat_numpy(xp, rows, lengths, n):
+def _repeat_numpy(xp, rows, lengths, n, flag=None):
     return np.repeat(rows, lengths, axis=0)
 
 
@@ -175,10 +176,12 @@ def _inverse_lengths(xp, lengths):
 
 # --- forward ops ------------------------------------------------------------------
 
-def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=None):
+def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=None,
+                      defer=False):
     """Caffe2's checks in Caffe2's order. False when INDICES is empty: the output is
     zeros and nothing else is checked, as in Caffe2. With `ctx`, the checks of
-    shapes and dtypes run once per input signature; the index checks every time."""
+    shapes and dtypes run once per input signature; the index checks every time,
+    or (`defer`) in the kernel, reported when the run ends."""
     if ctx is None:
         ok = _validate_static(op_type, slots, data, indices, lengths, weights)
     else:
@@ -187,7 +190,7 @@ def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=N
                            None if weights is None else (weights.shape, weights.dtype)),
                      lambda: _validate_static(op_type, slots, data, indices, lengths,
                                               weights))
-    if not ok:
+    if not ok or defer:
         return ok
     valid = (segments_valid(indices, lengths, data.shape[0]) if xp is np else
              device_segments_valid(xp, indices, lengths, data.shape[0]))
@@ -231,11 +234,19 @@ def _forward_kernel(op_type, weighted, mean, pool):
     def kernel(ctx, args, data, *rest):
         xp = ctx.xp
         weights, (indices, lengths) = (rest[0], rest[1:]) if weighted else (None, rest)
-        ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx)
+        defer = xp is not np and deferred_checks()
+        ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx,
+                               defer)
         shape = (lengths.shape[0],) + tuple(data.shape[1:])
         if not ok:
             return xp.zeros(shape, dtype=np.float32)
-        out = pool(xp, data, indices, lengths, weights, shape)  # float32 accumulation
+        flag = None
+        if defer:
+            n_rows = data.shape[0]
+            flag = deferred_flag(xp, lambda _: host_error(lambda: _check_segments(
+                np, op_type, to_numpy(indices), to_numpy(lengths), n_rows, slots[2],
+                slots[3])))
+        out = pool(xp, data, indices, lengths, weights, shape, flag)  # float32 sums
         if mean:
             out *= _column(_inverse_lengths(xp, lengths), out.ndim)
         return out
@@ -322,18 +333,36 @@ def _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot):
     _check_dtype(op_type, lengths, I32, "LENGTHS", len_slot)
 
 
+def _check_lengths_total(op_type, lengths, n, len_slot):
+    """A gradient's LENGTHS (host copy) checked against the INDICES count n."""
+    _check_non_negative(np, op_type, lengths, len_slot)
+    total = int(lengths.sum(dtype=np.int64))
+    if total != n:
+        enforce(False,
+                "Your input seems to be incorrect: the sum of lengths values should be the "
+                "size of the indices tensor, but it appears not. %s expected sum(LENGTHS) == "
+                "len(INDICES) == %d, found sum(LENGTHS) = %d. Fix: LENGTHS[m] must count the "
+                "INDICES entries of segment m." % (op_type, n, total), input_index=len_slot)
+
+
 def _gradient_kernel(op_type, weighted, mean, repeat):
     """Sum/Mean/WeightedSum gradients: values[j] = scale(j) * dY[segment(j)]."""
     w_slot, dy_slot, len_slot = (0, 1, 2) if weighted else (None, 0, 1)
+    with_indices = "IndicesInGradient" in op_type
 
     def kernel(ctx, args, *inputs):
         xp = ctx.xp
         dy, lengths = inputs[dy_slot], inputs[len_slot]
         checked(ctx, (dy.shape, dy.dtype, lengths.shape, lengths.dtype),
                 lambda: _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot))
-        # one transfer for both (a GPU waits once): sum first, as Caffe2 sized by it
-        low, total = (host_ints(xp, lengths.min(), lengths.sum(dtype=np.int64))
-                      if lengths.size else (0, 0))
+        flag = None
+        if with_indices and xp is not np and deferred_checks():
+            # sized by INDICES, as Caffe2's CUDA kernels were; segments checked there
+            low, total = 0, inputs[-1].shape[0]
+            flag = deferred_flag(xp, lambda _: host_error(lambda: _check_lengths_total(
+                op_type, to_numpy(lengths), total, len_slot)))
+        else:
+            low, total = lengths_low_total(xp, lengths)  # a GPU waits once for both
         if weighted:
             weights = inputs[w_slot]
             if not (weights.ndim >= 1 and weights.shape[0] == total):
@@ -348,7 +377,7 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
             _check_non_negative(xp, op_type, lengths, len_slot)
         if mean:
             dy = dy * _column(_inverse_lengths(xp, lengths), dy.ndim)
-        values = repeat(xp, dy, lengths, total)
+        values = repeat(xp, dy, lengths, total, flag)
         if weighted:  # Caffe2 read the first sum(LENGTHS) weights of the flat blob
             values *= _column(weights.reshape(-1)[:total], values.ndim)
         return values
@@ -450,7 +479,14 @@ from graphnet import registry as _registry  # noqa: E402
 from ._cuda import (DATA_TYPES, INDEX_TYPES as _CUDA_INDEX_TYPES, CudaSource,  # noqa: E402
                     index_type, launch, null_flag, variants)
 
-_SLS_CUDA = CudaSource("sparse_lengths", variants(r"""
+_SLS_CUDA = CudaSource("sparse_lengths", r"""
+/* Deferred checks (flag non-null): a negative length, or segments that do not end
+   exactly at n, flag position 0; the host re-runs the checks for Caffe2's message. */
+__device__ __forceinline__ void gn_check_segment(i64* flag, i64 m, i64 segs, i64 s,
+                                                 i64 e, i64 n) {
+    if (e < s || (m == segs - 1 && e != n)) gn_flag(flag, 0);
+}
+""" + variants(r"""
 extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
         const float* w, const i64* starts, const int* lengths, i64 segs, i64 block,
         i64 rows, i64 n, float* out, i64* flag) {
@@ -458,6 +494,7 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     if (t >= segs * block) return;
     i64 m = t / block, c = t - m * block;
     i64 s = starts[m], e = s + lengths[m];
+    if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
     float acc = 0.0f;
     for (i64 j = s; j < e; ++j) {
         if (j >= n) { gn_flag(flag, n); break; }
@@ -476,6 +513,7 @@ extern "C" __global__ void sls_pool4$SUFFIX(const float4* data, const $IT* idx,
     if (t >= segs * quads) return;
     i64 m = t / quads, c = t - m * quads;
     i64 s = starts[m], e = s + lengths[m];
+    if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
     float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     for (i64 j = s; j < e; ++j) {
         if (j >= n) { gn_flag(flag, n); break; }
@@ -494,20 +532,22 @@ extern "C" __global__ void sls_pool4$SUFFIX(const float4* data, const $IT* idx,
 }
 """, IT=_CUDA_INDEX_TYPES) + r"""
 extern "C" __global__ void sls_repeat4(const float4* dy, const i64* starts,
-        const int* lengths, i64 segs, i64 quads, i64 n, float4* out) {
+        const int* lengths, i64 segs, i64 quads, i64 n, float4* out, i64* flag) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * quads) return;
     i64 m = t / quads, c = t - m * quads;
     i64 s = starts[m], e = s + lengths[m];
+    if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
     float4 v = dy[t];
     for (i64 j = s; j < e && j < n; ++j) out[j * quads + c] = v;
 }
 extern "C" __global__ void sls_repeat(const float* dy, const i64* starts,
-        const int* lengths, i64 segs, i64 block, i64 n, float* out) {
+        const int* lengths, i64 segs, i64 block, i64 n, float* out, i64* flag) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * block) return;
     i64 m = t / block, c = t - m * block;
     i64 s = starts[m], e = s + lengths[m];
+    if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
     float v = dy[t];
     for (i64 j = s; j < e && j < n; ++j) out[j * block + c] = v;
 }
@@ -519,8 +559,9 @@ def _segment_starts(xp, lengths):
     return xp.cumsum(lengths, dtype=np.int64) - lengths
 
 
-def _pool_cuda(xp, data, indices, lengths, weights, shape):
-    """_pool_generic as one kernel (float32 accumulation, index order)."""
+def _pool_cuda(xp, data, indices, lengths, weights, shape, flag=None):
+    """_pool_generic as one kernel (float32 accumulation, index order); a deferred
+    check's `flag` records bad indices and segments instead of a check before."""
     data = xp.ascontiguousarray(data)
     indices = xp.ascontiguousarray(indices)
     lengths = xp.ascontiguousarray(lengths)
@@ -535,7 +576,7 @@ def _pool_cuda(xp, data, indices, lengths, weights, shape):
     launch(_SLS_CUDA.function(name), segs * block,
            (data, indices, w, _segment_starts(xp, lengths), lengths, np.int64(segs),
             np.int64(block), np.int64(data.shape[0]), np.int64(indices.shape[0]), out,
-            null_flag()))
+            null_flag() if flag is None else flag))
     return out
 
 
@@ -546,7 +587,7 @@ def _quads(rows):
             and rows.data.ptr % 16 == 0)
 
 
-def _repeat_cuda(xp, rows, lengths, n):
+def _repeat_cuda(xp, rows, lengths, n, flag=None):
     """_repeat_generic as one kernel: row m of `rows` written LENGTHS[m] times."""
     rows = xp.ascontiguousarray(rows, dtype=np.float32)
     lengths = xp.ascontiguousarray(lengths)
@@ -557,7 +598,7 @@ def _repeat_cuda(xp, rows, lengths, n):
         name, block = "sls_repeat4", block // 4
     launch(_SLS_CUDA.function(name), segs * block,
            (rows, _segment_starts(xp, lengths), lengths, np.int64(segs), np.int64(block),
-            np.int64(n), out))
+            np.int64(n), out, null_flag() if flag is None else flag))
     return out
 
 
@@ -677,3 +718,12 @@ def _lower_sum_gradient(f):
 
 _registry.get("SparseLengthsIndicesInGradientSumGradient").lowering(_lower_sum_gradient)
 _registry.get("SparseLengthsSumGradient").lowering(_lower_sum_gradient)
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+# (the IndicesInGradient gradients are sized by INDICES there, as on Caffe2's GPU)
+_registry.declare_graph_safe(
+    "SparseLengthsSum", "SparseLengthsWeightedSum", "SparseLengthsMean",
+    "SparseLengthsIndicesInGradientSumGradient", "SparseLengthsIndicesInGradientMeanGradient",
+    "SparseLengthsIndicesInGradientWeightedSumGradient")

@@ -5,10 +5,10 @@ X_0). Imports numpy, the registry and ops._common only.
 import numpy as np
 
 from graphnet import config
-from graphnet.registry import INF, Arg, OpSchema, TensorInfo, enforce
+from graphnet.registry import Arg, INF, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._common import (F32, FLOATS, INDEX_TYPES, checked, cpp_float, cpp_name, dims_text,
-                      compiled_scatter_add, host_floats, compiled_scatter_loop, expect_dtype, expect_dtypes,
+                      compiled_scatter_add, compiled_scatter_loop, expect_dtype, expect_dtypes,
                       gather_rows, numel, occurrence_rounds, repeated_positions, rows_valid,
                       scatter_rows)
 from ._fused import INT32, rows_in_range, vm_bind, vm_helper, vm_kernel
@@ -265,14 +265,16 @@ def scatter_weighted_sum(ctx, args, *xs):
 
 # --- CUDA kernels (backend "cupy"; compiled lazily, see ops/_cuda.py) -----------------
 # float32 X_0 is updated in place on the GPU: w_0 scales each occurrence of a row once
-# (sorted runs, Caffe2's order), then every (X_k, w_k) pair scatter-adds through
-# ops/_cuda_scatter.py (atomics, or sorted runs with GRAPHNET_CUDA_DETERMINISTIC=1).
+# (counted per row, or along sorted runs when deterministic), then every (X_k, w_k)
+# pair scatter-adds through ops/_cuda_scatter.py (atomics, or sorted runs with
+# GRAPHNET_CUDA_DETERMINISTIC=1).
 # Weights stay on the device. Indices are checked before any write (default), or by
 # the kernels and reported at the end of the run (GRAPHNET_CUDA_CHECKS=deferred).
 # float64 X_0 keeps the generic kernel.
 
 from graphnet.errors import EnforceError as _EnforceError  # noqa: E402
 
+from ._cuda_checks import index_stats  # noqa: E402
 from ._cuda_scatter import (deterministic, scale_rows, scatter_add_rows,  # noqa: E402
                             sorted_runs)
 
@@ -298,9 +300,9 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
     flag, w0_is_one = None, False
     if checks.sync_checks():
         # bounds and w_0 in one transfer: w_0 == 1 (SGD's ONE) leaves rows unscaled,
-        # so the sort that orders duplicates for scaling is skipped (x * 1.0 == x)
-        first, last, w0 = (host_floats(xp, idx.min(), idx.max(), xs[1].reshape(-1)[0])
-                           if idx.size else (0, 0, 1.0))  # no index: nothing to do
+        # so the scaling kernels are skipped (x * 1.0 == x)
+        _, _, first, last, w0 = (index_stats(xp, idx, scalar=xs[1]) if idx.size
+                                 else (0, 0, 0, 0, 1.0))  # no index: nothing to do
         if first < 0 or last >= n:
             bad = (idx < 0) | (idx >= n)
             j = int(xp.argmax(bad))
@@ -311,11 +313,9 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
         flag = checks.new_flag(xp, lambda j: _EnforceError(
             _bounds_message(j, int(idx[j]), n, shape), input_index=2))
     data = xp.ascontiguousarray(x0).reshape(n, block)
-    runs = None
-    if not w0_is_one or deterministic():
-        runs = sorted_runs(xp, idx)
+    runs = sorted_runs(xp, idx) if deterministic() else None
     if not w0_is_one:
-        scale_rows(xp, data, xs[1], runs)
+        scale_rows(xp, data, xs[1], runs, rows=idx)
     for j in range(3, len(xs), 2):
         scatter_add_rows(xp, data, idx, xs[j].reshape(-1, block), scale=xs[j + 1],
                          flag=flag, sorted_=runs)
@@ -400,3 +400,8 @@ def _lower_scatter_weighted_sum(f):
     f.emit(scatter_weighted_sum_vm, n, f.off(0), f.off(1), kind, offset,
            numel(x0.shape) // n, count, len(pairs) // 2, *pairs)
     return True
+
+
+# CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
+# reads of device data but deferred checks): graphnet.executors.cuda.graphs.
+declare_graph_safe("WeightedSum", "ScatterWeightedSum")

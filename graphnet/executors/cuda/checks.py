@@ -15,7 +15,7 @@ import numpy as np
 from graphnet.executors.cuda import settings
 
 __all__ = ["NO_ERROR", "new_flag", "collect", "current_step", "set_current_step",
-           "sync_checks"]
+           "sync_checks", "add_items"]
 
 NO_ERROR = np.iinfo(np.int64).max
 _local = threading.local()
@@ -68,3 +68,11 @@ def new_flag(cp, describe):
     if checks is not None and not sync_checks():
         checks.items.append((current_step(), flag, describe))
     return flag
+
+
+def add_items(items):
+    """Register checks made earlier (a CUDA graph's, whose kernels reset and set their
+    flags on every replay) with the run in progress."""
+    checks = getattr(_local, "checks", None)
+    if checks is not None:
+        checks.items.extend(items)

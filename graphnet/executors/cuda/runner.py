@@ -25,7 +25,7 @@ import numpy as np
 
 from graphnet.devices import device_name
 from graphnet.errors import HostOnlyTypeError, OperatorError
-from graphnet.executors.cuda import checks, copies
+from graphnet.executors.cuda import checks, copies, graphs, settings
 from graphnet.executors.cuda.errors import describe_cuda_error, is_cuda_error
 from graphnet.executors.run import operator_error, run_step
 
@@ -164,6 +164,19 @@ def _gpu_step(plan, step, state):
         state.reads[id(blob)] = {}
 
 
+def _segment(plan, seg, state):
+    """A run of graph-safe steps: eager, captured or replayed (cuda/graphs.py)."""
+    logical = seg.steps[0].device.id
+    stream = state.rt.stream(logical)
+
+    def upload(step):
+        for blob in _upload_host_inputs(plan, state, step, stream):
+            state.writes[id(blob)] = (stream, None)
+
+    graphs.run_segment(plan, seg, state, stream, state.rt.physical_of(logical),
+                       lambda step: _gpu_step(plan, step, state), upload)
+
+
 def _cpu_step(plan, step, state):
     for blob in step.in_blobs:
         written = state.writes.get(id(blob))
@@ -209,13 +222,18 @@ def run_cuda_plan(plan, settle=None):
     rt = runtime()
     with copies.run_scope() as scope, checks.collect() as deferred:
         state = _RunState(rt, scope, _one_stream(plan))
+        units = plan.steps
+        if state.single and _PROFILE[0] is None and settings.cuda_graphs():
+            units = graphs.segments(plan)
         failed = True
         try:
-            for step in plan.steps:
-                if step.backend.name == "cupy":
-                    _gpu_step(plan, step, state)
+            for unit in units:
+                if isinstance(unit, graphs.Segment):
+                    _segment(plan, unit, state)
+                elif unit.backend.name == "cupy":
+                    _gpu_step(plan, unit, state)
                 else:
-                    _cpu_step(plan, step, state)
+                    _cpu_step(plan, unit, state)
             failed = False
         finally:
             if failed:

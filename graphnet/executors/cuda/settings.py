@@ -10,6 +10,9 @@ GRAPHNET_CUDA_CHECKS=sync|deferred   index bounds: checked before the kernel run
                                 (one small device->host read per op, Caffe2's
                                 message, blobs untouched on failure), or by the
                                 kernels themselves and reported at the end of the run
+GRAPHNET_CUDA_GRAPHS=1          one-GPU nets capture their graph-safe ops as CUDA graphs
+                                on their second run and replay them after
+                                (graphnet.executors.cuda.graphs; checks deferred there)
 GRAPHNET_CUDA_STAGED_COPIES=1   copies between GPUs go through pinned host memory even
                                 where peer access works (diagnosis; tests on 1 GPU)
 """
@@ -18,7 +21,7 @@ import os
 
 __all__ = ["cuda_enabled", "gpu_map", "set_gpu_map", "parse_gpu_map", "deterministic",
            "set_deterministic", "checks_mode", "set_checks_mode", "staged_copies",
-           "set_staged_copies", "reset"]
+           "set_staged_copies", "cuda_graphs", "set_cuda_graphs", "reset"]
 
 _settings = {}
 
@@ -130,3 +133,13 @@ def staged_copies():
 
 def set_staged_copies(on=True):
     _settings["staged"] = bool(on)
+
+
+def cuda_graphs():
+    if "graphs" not in _settings:
+        _settings["graphs"] = _env_flag("GRAPHNET_CUDA_GRAPHS", False)
+    return _settings["graphs"]
+
+
+def set_cuda_graphs(on=True):
+    _settings["graphs"] = bool(on)

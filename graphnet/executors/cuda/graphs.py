@@ -1,0 +1,273 @@
+"""CUDA graphs: a one-GPU plan's runs of graph-safe ops captured once, then replayed.
+
+Opt in with GRAPHNET_CUDA_GRAPHS=1 or settings.set_cuda_graphs(True). A replayed
+segment costs one graph launch instead of a Python call and several kernel
+launches per op, which is most of a small net's step time on a GPU.
+
+* Segments: the longest runs of consecutive steps that may be captured: a CuPy
+  kernel whose op declared it graph-safe (registry.declare_graph_safe: no host
+  state, no random draws, nothing read back from the device but deferred checks),
+  every input already on the GPU. Other steps (Iter, LearningRate, CPU ops, ...)
+  run as before, between the segments.
+* A segment runs eagerly on the plan's first run (kernels compile, caches fill)
+  and is captured on the second: its ops run once more under stream capture, with
+  the index checks deferred (graphnet.executors.cuda.checks) because nothing
+  captured may wait for the device, and every block allocated meanwhile is kept
+  for as long as the graph lives (temporaries included: no reuse by later work).
+* Before each replay, every blob the segment reads before writing it (fed data,
+  parameters, a learning rate an eager op just wrote) is compared with the buffer
+  the graph reads: a new value of the same shape and dtype is copied into that
+  buffer on the stream; a new shape drops the graph (the segment runs eagerly and
+  is captured again on the run after). Parameters that the segment replaces (an
+  out-of-place update) are copied back into their captured buffer by the graph's
+  last nodes, so the next replay reads the updated values.
+* After a replay every blob the segment writes holds its captured buffer again
+  and the deferred checks of the captured ops are read when the run ends: a bad
+  index is reported as an OperatorError naming the op, after the graph wrote its
+  outputs (as with GRAPHNET_CUDA_CHECKS=deferred).
+* A capture that fails (an op that waits for the device, an unsupported call) is
+  abandoned: blobs get their values back, the segment runs eagerly from then on,
+  and report(plan) says why.
+
+Imports the cuda package modules and run.run_step.
+"""
+
+import numpy as np
+
+from graphnet.devices import device_name
+from graphnet.executors.cuda import checks, copies, settings
+from graphnet.executors.run import run_step
+
+__all__ = ["segments", "run_segment", "report", "Segment"]
+
+
+class Segment(object):
+    """Consecutive graph-safe steps of one plan and, once captured, their graph."""
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.graph = None
+        self.inputs = []     # (blob, buffer): read before written, refreshed
+        self.outputs = []    # (blob, value, device) after the capture
+        self.checks = []     # deferred check items of the captured ops
+        self.keep = []       # every block the graph reads or writes
+        self.eager_runs = 0
+        self.launches = 0
+        self.captures = 0
+        self.refused = None  # why this segment runs eagerly for good
+
+    def drop(self):
+        self.graph = None
+        self.inputs, self.outputs, self.checks, self.keep = [], [], [], []
+        self.eager_runs = 0
+
+    def describe(self):
+        first, last = self.steps[0], self.steps[-1]
+        return "ops #%d (%s) .. #%d (%s)" % (first.index, first.op_type, last.index,
+                                            last.op_type)
+
+
+def _capturable(step):
+    if step.backend.name != "cupy" or not step.schema.graph_safe:
+        return False
+    for blob, want in zip(step.in_blobs, step.want_devices):
+        if not blob.device.is_gpu or (want is not None and not want.is_gpu):
+            return False  # host values read at capture time would be baked in
+    return True
+
+
+def segments(plan, minimum=2):
+    """The plan's steps as a list of Step and Segment items (cached on the plan)."""
+    units = getattr(plan, "_cuda_graph_units", None)
+    if units is None:
+        units, run = [], []
+        for step in plan.steps + [None]:
+            if step is not None and _capturable(step):
+                run.append(step)
+                continue
+            if len(run) >= minimum:
+                units.append(Segment(run))
+            else:
+                units.extend(run)
+            run = []
+            if step is not None:
+                units.append(step)
+        plan._cuda_graph_units = units
+    return units
+
+
+def report(plan):
+    """One line per segment of a plan run with graphs: captures, launches, or why not."""
+    lines = []
+    for unit in getattr(plan, "_cuda_graph_units", None) or []:
+        if isinstance(unit, Segment):
+            state = ("refused: %s" % unit.refused if unit.refused else
+                     "captured %d time(s), %d launch(es)" % (unit.captures, unit.launches)
+                     if unit.captures else "not captured yet")
+            lines.append("%s: %d ops, %s" % (unit.describe(), len(unit.steps), state))
+    return lines
+
+
+def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
+    """Run a segment: eagerly (warm-up, refused), captured then launched, or
+    replayed. `run_eagerly(step)` is the runner's per-step path, `upload(step)`
+    moves a step's host-held inputs to its GPU."""
+    cp = state.rt.cp
+    if seg.refused is not None or (seg.graph is None and seg.eager_runs < 1):
+        for step in seg.steps:
+            run_eagerly(step)
+        seg.eager_runs += 1
+        return
+    with cp.cuda.Device(physical), stream:
+        if seg.graph is None:
+            if not _capture(plan, seg, state, stream, upload):
+                for step in seg.steps:
+                    run_eagerly(step)
+                return
+        elif not _refresh(seg, state, stream):
+            seg.drop()  # new shapes: eager now, captured again on a later run
+            for step in seg.steps:
+                run_eagerly(step)
+            seg.eager_runs += 1
+            return
+        seg.graph.launch(stream)
+        seg.launches += 1
+    for blob, value, device in seg.outputs:
+        blob.value = value
+        blob.device = device
+        state.writes[id(blob)] = (stream, None)
+    for blob, _ in seg.inputs:
+        state.writes.setdefault(id(blob), (stream, None))
+    checks.add_items(seg.checks)
+    state.last[seg.steps[0].device.id] = seg.steps[-1]
+
+
+def _same_kind(value, buffer, cp):
+    return (isinstance(value, (np.ndarray, cp.ndarray)) and value.shape == buffer.shape
+            and value.dtype == buffer.dtype)
+
+
+def _refresh(seg, state, stream):
+    """Copy new input values into the graph's buffers; False when a shape changed."""
+    cp = state.rt.cp
+    for blob, buffer in seg.inputs:
+        value = blob.value
+        if value is buffer:
+            continue
+        if not _same_kind(value, buffer, cp):
+            return False
+        if isinstance(value, cp.ndarray):
+            if value.device.id != buffer.device.id:
+                return False
+            value = cp.ascontiguousarray(value)
+            kind = copies.D2D
+            source = value.data.ptr
+        else:
+            value = state.rt.pinned_empty(value.shape, value.dtype)
+            value[...] = blob.value
+            kind = copies.H2D
+            source = value.ctypes.data
+        if buffer.nbytes:
+            cp.cuda.runtime.memcpyAsync(buffer.data.ptr, source, buffer.nbytes, kind,
+                                        stream.ptr)
+        state.scope.retained.append(value)  # read by the copy until the run syncs
+        blob.value = buffer
+    return True
+
+
+class _Refused(Exception):
+    pass
+
+
+def _kept_allocator(cp, keep):
+    """The current allocator, keeping every block it hands out in `keep`: buffers a
+    captured graph writes are never reused while the graph lives, and return to the
+    pool like any other once it is dropped (no second pool that could die first)."""
+    base = cp.cuda.get_allocator()
+
+    def malloc(size):
+        pointer = base(size)
+        keep.append(pointer)
+        return pointer
+    return malloc
+
+
+def _capture(plan, seg, state, stream, upload):
+    """Capture the segment's ops into seg.graph; False (seg.refused set, blobs as
+    they were) when they cannot be captured."""
+    cp = state.rt.cp
+    for step in seg.steps:
+        upload(step)  # host-held inputs move now: a captured upload would replay stale
+    blobs, names = {}, {}
+    for step in seg.steps:
+        for blob, name in zip(list(step.in_blobs) + list(step.out_blobs),
+                              list(step.in_names) + list(step.out_names)):
+            blobs[id(blob)] = (blob, blob.value, blob.device)
+            names.setdefault(id(blob), name)
+    inputs, written, outputs = [], set(), []
+    for step in seg.steps:
+        for blob in step.in_blobs:
+            if id(blob) in written or any(b is blob for b, _ in inputs):
+                continue
+            if not isinstance(blob.value, cp.ndarray):
+                seg.refused = ("op #%d (%s) reads '%s' holding %s, not a GPU array"
+                               % (step.index, step.op_type, names[id(blob)],
+                                  type(blob.value).__name__))
+                return False
+            inputs.append((blob, blob.value))
+        for blob in step.out_blobs:
+            if id(blob) not in written:
+                written.add(id(blob))
+                outputs.append(blob)
+    keep = []
+    mode = settings.checks_mode()
+    settings.set_checks_mode("deferred")
+    current = graph = None
+    try:
+        with stream, cp.cuda.using_allocator(_kept_allocator(cp, keep)), \
+                checks.collect() as found:
+            stream.begin_capture()
+            try:
+                for current in seg.steps:
+                    checks.set_current_step(current)
+                    run_step(plan, current)
+                current = None
+                checks.set_current_step(None)
+                for blob, buffer in inputs:  # state the segment replaced: copy it back
+                    value = blob.value
+                    if value is buffer or id(blob) not in written:
+                        continue
+                    if not (isinstance(value, cp.ndarray) and _same_kind(value, buffer, cp)
+                            and value.flags.c_contiguous):
+                        raise _Refused("'%s' changes shape or type within the segment"
+                                       % names[id(blob)])
+                    if buffer.nbytes:
+                        cp.cuda.runtime.memcpyAsync(buffer.data.ptr, value.data.ptr,
+                                                    buffer.nbytes, copies.D2D, stream.ptr)
+                    keep.append(value)
+                    blob.value = buffer
+            finally:
+                checks.set_current_step(None)
+                try:
+                    graph = stream.end_capture()
+                except Exception:
+                    if current is None:
+                        raise  # (an op's error is the one to report)
+    except Exception as exc:
+        for blob, value, device in blobs.values():
+            blob.value, blob.device = value, device
+        where = ("op #%d (%s)" % (current.index, current.op_type) if current is not None
+                 else seg.describe())
+        cause = getattr(exc, "cause", None) or exc
+        text = str(cause).splitlines()[0] if str(cause) else ""
+        seg.refused = "%s on %s: %s: %s" % (where, device_name(seg.steps[0].device),
+                                            type(cause).__name__, text)
+        return False
+    finally:
+        settings.set_checks_mode(mode)
+    seg.graph, seg.keep = graph, keep
+    seg.inputs = inputs
+    seg.outputs = [(blob, blob.value, blob.device) for blob in outputs]
+    seg.checks = list(found.items)
+    seg.captures += 1
+    return True

@@ -1,0 +1,132 @@
+"""CUDA graphs (graphnet.executors.cuda.graphs) on a real GPU: DLRM training replayed
+from graphs equals the eager run step by step; new batches, parameters updated out
+of place and a learning rate written by an eager op reach the graph; a new batch
+shape is captured again; an op that cannot be captured leaves the segment eager
+with the reason reported; a bad index is reported after a replay, naming the op."""
+
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from graphnet import core, workspace
+from graphnet.errors import OperatorError
+from graphnet.executors.cuda import graphs, settings
+
+cp = pytest.importorskip("cupy")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
+
+
+def gpu(d):
+    return core.DeviceOption(workspace.GpuDeviceType, d)
+
+
+def plan_of(net_name):
+    return workspace._ws()._nets[net_name]
+
+
+def test_dlrm_training_replayed_from_graphs_equals_eager():
+    import dlrm_train
+    from dlrm_parallel_forward import Config
+    cfg = Config(batch=16)
+    data = dlrm_train.make_data(cfg, num_batches=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = np.array(dlrm_train.train(cfg, 1, data, 12, show=False))
+        settings.set_cuda_graphs(True)
+        graphed = np.array(dlrm_train.train(cfg, 1, data, 12, show=False))
+    name = [n for n in workspace._ws()._nets][0]
+    lines = graphs.report(plan_of(name))
+    print("\n".join(lines))
+    launched = [line for line in lines if "captured 1 time(s), 11 launch(es)" in line]
+    assert len(launched) >= 1, lines  # run 1 eager, run 2 captured and launched, 3..12
+    rel = np.max(np.abs(graphed - eager) / np.abs(eager))
+    print("DLRM, CUDA graphs: losses %s..., max relative difference to eager %.3g"
+          % (graphed[:3], rel))
+    assert rel < 1e-5, (eager, graphed)
+
+
+def _mlp_net():
+    net = core.Net("mlp")
+    with core.DeviceScope(gpu(0)):
+        net.FC(["x", "w", "b"], "h")
+        net.Relu("h", "r")
+        net.Scale("r", "y", scale=0.5)
+    return net
+
+
+def _feed_mlp(x, w, b):
+    for name, value in (("x", x), ("w", w), ("b", b)):
+        workspace.FeedBlob(name, value, gpu(0))
+
+
+def test_new_inputs_and_new_shapes_reach_the_graph():
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    net = _mlp_net()
+    _feed_mlp(rng.standard_normal((4, 5)).astype(np.float32), w, b)
+    workspace.CreateNet(net)
+    for batch in (4, 4, 4, 7, 7, 7, 4):
+        x = rng.standard_normal((batch, 5)).astype(np.float32)
+        workspace.FeedBlob("x", x, gpu(0))
+        workspace.RunNet("mlp")
+        want = 0.5 * np.maximum(x @ w.T + b, 0)
+        np.testing.assert_allclose(workspace.FetchBlob("y"), want, rtol=1e-5, atol=1e-6)
+    lines = graphs.report(plan_of("mlp"))
+    # 4: eager, captured, replayed; 7: eager, captured, replayed; 4: eager again
+    assert len(lines) == 1 and "captured 2 time(s), 4 launch(es)" in lines[0], lines
+
+
+def test_an_op_that_fails_while_captured_leaves_the_segment_eager():
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    _feed_mlp(x, w, b)
+    workspace.CreateNet(_mlp_net())
+    workspace.RunNet("mlp")  # eager warm-up
+    workspace.FeedBlob("w", w.astype(np.float64), gpu(0))  # FC refuses doubles
+    with pytest.raises(OperatorError, match="FC"):
+        workspace.RunNet("mlp")  # the capture fails, the eager rerun reports
+    lines = graphs.report(plan_of("mlp"))
+    assert "refused: op #0 (FC)" in lines[0], lines
+    workspace.FeedBlob("w", w, gpu(0))
+    workspace.RunNet("mlp")
+    np.testing.assert_allclose(workspace.FetchBlob("y"), 0.5 * np.maximum(x @ w.T + b, 0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_index_after_a_replay_names_the_op():
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(2)
+    table = rng.standard_normal((50, 8)).astype(np.float32)
+    lengths = np.array([3, 1, 4], np.int32)
+    net = core.Net("pool")
+    with core.DeviceScope(gpu(0)):
+        net.SparseLengthsSum(["table", "idx", "len"], "pooled")
+        net.Scale("pooled", "out", scale=2.0)
+    for name, value in (("table", table), ("len", lengths),
+                        ("idx", rng.integers(0, 50, 8).astype(np.int64))):
+        workspace.FeedBlob(name, value, gpu(0))
+    workspace.CreateNet(net)
+    for _ in range(3):
+        idx = rng.integers(0, 50, 8).astype(np.int64)
+        workspace.FeedBlob("idx", idx, gpu(0))
+        workspace.RunNet("pool")
+        segments = np.repeat(np.arange(3), lengths)
+        want = np.zeros((3, 8), np.float32)
+        np.add.at(want, segments, table[idx])
+        np.testing.assert_allclose(workspace.FetchBlob("out"), 2 * want, rtol=1e-5)
+    assert "captured 1 time(s), 2 launch(es)" in graphs.report(plan_of("pool"))[0]
+    idx[5] = 50
+    workspace.FeedBlob("idx", idx, gpu(0))
+    with pytest.raises(OperatorError, match="Index 5 is out of bounds: 50") as info:
+        workspace.RunNet("pool")
+    assert "Error from operator #0 (SparseLengthsSum)" in str(info.value)

@@ -1,0 +1,43 @@
+"""ops/_cuda_checks.py on a real GPU: the stats kernel against numpy's reductions
+(several blocks, both index types, negatives, a float scalar's bits) and the
+deferred row flag against the first bad position numpy finds."""
+
+import numpy as np
+import pytest
+
+cp = pytest.importorskip("cupy")
+
+from graphnet.ops._cuda_checks import flag_rows, index_stats  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n,m", [(1, 1), (37, 5), (300001, 70000), (5, 1 << 19)])
+def test_index_stats_equal_numpy_reductions(dtype, n, m):
+    rng = np.random.default_rng(n + m)
+    idx = rng.integers(-1000, 10 ** 6, n).astype(dtype)
+    lengths = rng.integers(-3, 50, m).astype(np.int32)
+    w = np.array([rng.standard_normal()], np.float32)
+    got = index_stats(cp, cp.asarray(idx), cp.asarray(lengths), cp.asarray(w))
+    want = (int(lengths.min()), int(lengths.sum(dtype=np.int64)), int(idx.min()),
+            int(idx.max()), float(w[0]))
+    assert got == want
+
+
+def test_index_stats_of_absent_inputs_are_the_sentinels():
+    big = np.iinfo(np.int64).max
+    assert index_stats(cp) == (big, 0, big, -big - 1, 0.0)
+    lengths = cp.asarray(np.array([4, 0, 2], np.int32))
+    assert index_stats(cp, lengths=lengths)[:2] == (0, 6)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_flag_rows_records_the_first_bad_position(dtype):
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 500, 100000).astype(dtype)
+    idx[[70123, 4242, 99999]] = [500, -1, 10 ** 6]
+    flag = cp.full((1,), np.iinfo(np.int64).max, dtype=np.int64)
+    flag_rows(cp, cp.asarray(idx), 500, flag)
+    assert int(flag.get()[0]) == 4242
+    ok = cp.full((1,), np.iinfo(np.int64).max, dtype=np.int64)
+    flag_rows(cp, cp.asarray(np.clip(idx, 0, 499)), 500, ok)
+    assert int(ok.get()[0]) == np.iinfo(np.int64).max
