@@ -7,13 +7,15 @@ launches per op, which is most of a small net's step time on a GPU.
 * Segments: the longest runs of consecutive steps that may be captured: a CuPy
   kernel whose op declared it graph-safe (registry.declare_graph_safe: no host
   state, no random draws, nothing read back from the device but deferred checks),
-  every input already on the GPU. Other steps (Iter, LearningRate, CPU ops, ...)
-  run as before, between the segments.
-* A segment runs eagerly on the plan's first run (kernels compile, caches fill)
-  and is captured on the second: its ops run once more under stream capture, with
-  the index checks deferred (graphnet.executors.cuda.checks) because nothing
-  captured may wait for the device, and every block allocated meanwhile is kept
-  for as long as the graph lives (temporaries included: no reuse by later work).
+  every input where the op reads it (host inputs such as Split's sizes are baked
+  into the graph and compared before each replay). Other steps (Iter,
+  LearningRate, CPU ops, ...) run as before, between the segments.
+* A plan's first run is eager (kernels compile, caches fill, every blob lands on
+  its device); its segments are found and captured on the second: their ops run
+  once more under stream capture, with the index checks deferred
+  (graphnet.executors.cuda.checks) because nothing captured may wait for the
+  device, and every block allocated meanwhile is kept for as long as the graph
+  lives (temporaries included: no reuse by later work).
 * Before each replay, every blob the segment reads before writing it (fed data,
   parameters, a learning rate an eager op just wrote) is compared with the buffer
   the graph reads: a new value of the same shape and dtype is copied into that
@@ -48,10 +50,11 @@ class Segment(object):
         self.steps = steps
         self.graph = None
         self.inputs = []     # (blob, buffer): read before written, refreshed
+        self.host_inputs = []  # (blob, copy): host values baked in, compared
         self.outputs = []    # (blob, value, device) after the capture
         self.checks = []     # deferred check items of the captured ops
         self.keep = []       # every block the graph reads or writes
-        self.eager_runs = 0
+        self.eager_runs = 1  # the plan's first run, which ran every step eagerly
         self.launches = 0
         self.captures = 0
         self.refused = None  # why this segment runs eagerly for good
@@ -59,6 +62,7 @@ class Segment(object):
     def drop(self):
         self.graph = None
         self.inputs, self.outputs, self.checks, self.keep = [], [], [], []
+        self.host_inputs = []
         self.eager_runs = 0
 
     def describe(self):
@@ -71,9 +75,10 @@ def _capturable(step):
     if step.backend.name != "cupy" or not step.schema.graph_safe:
         return False
     for blob, want in zip(step.in_blobs, step.want_devices):
-        if not blob.device.is_gpu or (want is not None and not want.is_gpu):
-            return False  # host values read at capture time would be baked in
-    return True
+        on_host = want is not None and not want.is_gpu
+        if blob.device.is_gpu == on_host:
+            return False  # a read across devices: a transfer the graph cannot redo
+    return True  # (host inputs, e.g. Split's sizes, are compared before each replay)
 
 
 def segments(plan, minimum=2):
@@ -148,8 +153,14 @@ def _same_kind(value, buffer, cp):
 
 
 def _refresh(seg, state, stream):
-    """Copy new input values into the graph's buffers; False when a shape changed."""
+    """Copy new input values into the graph's buffers; False when a shape changed
+    or a host input (baked into the graph) holds other values."""
     cp = state.rt.cp
+    for blob, saved in seg.host_inputs:
+        value = blob.value
+        if not (isinstance(value, np.ndarray) and value.shape == saved.shape
+                and value.dtype == saved.dtype and np.array_equal(value, saved)):
+            return False
     for blob, buffer in seg.inputs:
         value = blob.value
         if value is buffer:
@@ -204,10 +215,13 @@ def _capture(plan, seg, state, stream, upload):
                               list(step.in_names) + list(step.out_names)):
             blobs[id(blob)] = (blob, blob.value, blob.device)
             names.setdefault(id(blob), name)
-    inputs, written, outputs = [], set(), []
+    inputs, host_inputs, written, outputs = [], [], set(), []
     for step in seg.steps:
         for blob in step.in_blobs:
-            if id(blob) in written or any(b is blob for b, _ in inputs):
+            if id(blob) in written or any(b is blob for b, _ in inputs + host_inputs):
+                continue
+            if not blob.device.is_gpu and isinstance(blob.value, np.ndarray):
+                host_inputs.append((blob, np.array(blob.value, copy=True)))
                 continue
             if not isinstance(blob.value, cp.ndarray):
                 seg.refused = ("op #%d (%s) reads '%s' holding %s, not a GPU array"
@@ -266,7 +280,7 @@ def _capture(plan, seg, state, stream, upload):
     finally:
         settings.set_checks_mode(mode)
     seg.graph, seg.keep = graph, keep
-    seg.inputs = inputs
+    seg.inputs, seg.host_inputs = inputs, host_inputs
     seg.outputs = [(blob, blob.value, blob.device) for blob in outputs]
     seg.checks = list(found.items)
     seg.captures += 1
