@@ -554,7 +554,7 @@ def device_segments_valid(xp, indices, lengths, n_rows):
     if indices.ndim != 1 or lengths.ndim != 1 or lengths.size == 0 or indices.size == 0:
         return False
     low, total, first, last, _ = index_stats(xp, indices, lengths)
-    return low >= 0 and total == indices.shape[0] and first >= 0 and last < n_rows
+    return (low >= 0 and total == indices.shape[0] and 0 <= first <= last < n_rows)
 
 
 def device_rows_valid(xp, indices, n_rows):
@@ -564,7 +564,7 @@ def device_rows_valid(xp, indices, n_rows):
     if xp is np:
         return int(indices.min()) >= 0 and int(indices.max()) < n_rows
     _, _, first, last, _ = index_stats(xp, indices)
-    return first >= 0 and last < n_rows
+    return 0 <= first <= last < n_rows  # (first <= last: the kernel saw every index)
 
 
 def lengths_low_total(xp, lengths):

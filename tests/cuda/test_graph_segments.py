@@ -1,0 +1,91 @@
+"""graphnet.executors.cuda.graphs on the CPU: which steps a CUDA graph may capture
+(the segments of a plan), the GRAPHNET_CUDA_GRAPHS setting, and the ops that declare
+themselves graph-safe. Capturing and replaying need a GPU: tests/gpu/test_gpu_graphs.py."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from graphnet import registry
+from graphnet.devices import CPU, Device
+from graphnet.executors.cuda import graphs, settings
+
+GPU0 = Device(1, 0)
+
+
+def step(index, op_type, inputs=((GPU0, GPU0),), backend="cupy"):
+    """A stand-in Step: op type, backend and (blob device, wanted device) per input."""
+    return SimpleNamespace(
+        index=index, op_type=op_type, schema=registry.get(op_type), device=GPU0,
+        backend=SimpleNamespace(name=backend),
+        in_blobs=[SimpleNamespace(device=d) for d, _ in inputs],
+        want_devices=[w for _, w in inputs])
+
+
+def plan_of(*steps):
+    return SimpleNamespace(steps=list(steps))
+
+
+def shape(units):
+    return [("seg", [s.index for s in u.steps]) if isinstance(u, graphs.Segment)
+            else u.index for u in units]
+
+
+def test_segments_are_the_longest_runs_of_capturable_steps():
+    plan = plan_of(step(0, "Iter", [(CPU, CPU)]), step(1, "LearningRate", [(CPU, CPU)]),
+                   step(2, "FC", [(GPU0, GPU0)] * 3), step(3, "Relu"), step(4, "Scale"),
+                   step(5, "Dropout"), step(6, "Sigmoid"), step(7, "Relu"),
+                   step(8, "Relu", backend="numpy"), step(9, "Relu"))
+    units = graphs.segments(plan)
+    assert shape(units) == [0, 1, ("seg", [2, 3, 4]), 5, ("seg", [6, 7]), 8, 9]
+    assert graphs.segments(plan) is units  # cached on the plan
+    assert units[2].eager_runs == 1  # the plan's first run warmed it up
+
+
+def test_host_inputs_may_be_captured_but_reads_across_devices_may_not():
+    sizes_on_host = step(1, "Split", [(GPU0, GPU0), (CPU, CPU)])
+    read_across = step(3, "Relu", [(CPU, GPU0)])
+    plan = plan_of(step(0, "Concat"), sizes_on_host, step(2, "Relu"), read_across,
+                   step(4, "Relu"))
+    assert shape(graphs.segments(plan)) == [("seg", [0, 1, 2]), 3, 4]
+
+
+def test_report_says_what_each_segment_did():
+    plan = plan_of(step(0, "FC"), step(1, "Relu"), step(2, "Iter", [(CPU, CPU)]))
+    seg, _ = graphs.segments(plan)
+    assert graphs.report(plan) == ["ops #0 (FC) .. #1 (Relu): 2 ops, not captured yet"]
+    seg.captures, seg.launches = 1, 7
+    assert graphs.report(plan)[0].endswith("captured 1 time(s), 7 launch(es)")
+    seg.refused = "op #1 (Relu) on gpu_0: CUDARuntimeError: capture unsupported"
+    assert graphs.report(plan)[0].endswith("refused: " + seg.refused)
+
+
+def test_the_dlrm_training_ops_are_graph_safe_and_host_state_ops_are_not():
+    safe = {"SparseLengthsSum", "SparseLengthsIndicesInGradientSumGradient", "FC",
+            "FCGradient", "Relu", "ReluGradient", "BatchMatMul", "Concat", "Split",
+            "Sum", "Scale", "Flatten", "BatchGather", "BatchGatherGradient", "Sigmoid",
+            "SigmoidGradient", "SquaredL2Distance", "SquaredL2DistanceGradient",
+            "AveragedLoss", "AveragedLossGradient", "ConstantFill", "ResizeLike",
+            "WeightedSum", "ScatterWeightedSum"}
+    for op_type in safe:
+        assert registry.get(op_type).graph_safe, op_type
+    for op_type in ("Iter", "LearningRate", "Dropout", "UniformFill", "GaussianFill",
+                    "Free", "Unique", "SparseLengthsSumGradient", "NCCLAllreduce",
+                    "CopyGPUToCPU", "SparseAdagrad"):
+        assert not registry.get(op_type).graph_safe, op_type
+
+
+@pytest.mark.parametrize("raw,want", [(None, False), ("1", True), ("0", False),
+                                      ("on", True)])
+def test_cuda_graphs_setting(monkeypatch, raw, want):
+    if raw is None:
+        monkeypatch.delenv("GRAPHNET_CUDA_GRAPHS", raising=False)
+    else:
+        monkeypatch.setenv("GRAPHNET_CUDA_GRAPHS", raw)
+    settings.reset()
+    try:
+        assert settings.cuda_graphs() is want
+        settings.set_cuda_graphs(not want)
+        assert settings.cuda_graphs() is (not want)
+    finally:
+        settings.reset()
