@@ -66,14 +66,18 @@ def _check_segments(xp, op_type, indices, lengths, n_rows, idx_slot, len_slot):
                 "clamp or remap the ids into the table (hash them modulo %d)."
                 % (j, int(head[j]), n_rows, m, op_type, n_rows, max(n_rows, 1)),
                 input_index=idx_slot)
+    _check_total(op_type, total, n, len_slot)
+    if negative:
+        _check_non_negative(xp, op_type, lengths, len_slot)
+
+
+def _check_total(op_type, total, n, len_slot):
     if total != n:
         enforce(False,
                 "Your input seems to be incorrect: the sum of lengths values should be the "
                 "size of the indices tensor, but it appears not. %s expected sum(LENGTHS) == "
                 "len(INDICES) == %d, found sum(LENGTHS) = %d. Fix: LENGTHS[m] must count the "
                 "INDICES entries of segment m." % (op_type, n, total), input_index=len_slot)
-    if negative:
-        _check_non_negative(xp, op_type, lengths, len_slot)
 
 
 def _check_non_negative(xp, op_type, lengths, len_slot):
@@ -337,12 +341,7 @@ def _check_lengths_total(op_type, lengths, n, len_slot):
     """A gradient's LENGTHS (host copy) checked against the INDICES count n."""
     _check_non_negative(np, op_type, lengths, len_slot)
     total = int(lengths.sum(dtype=np.int64))
-    if total != n:
-        enforce(False,
-                "Your input seems to be incorrect: the sum of lengths values should be the "
-                "size of the indices tensor, but it appears not. %s expected sum(LENGTHS) == "
-                "len(INDICES) == %d, found sum(LENGTHS) = %d. Fix: LENGTHS[m] must count the "
-                "INDICES entries of segment m." % (op_type, n, total), input_index=len_slot)
+    _check_total(op_type, total, n, len_slot)
 
 
 def _gradient_kernel(op_type, weighted, mean, repeat):
@@ -479,6 +478,10 @@ from graphnet import registry as _registry  # noqa: E402
 from ._cuda import (DATA_TYPES, INDEX_TYPES as _CUDA_INDEX_TYPES, CudaSource,  # noqa: E402
                     index_type, launch, null_flag, variants)
 
+# data element -> (pointer type, accumulator): float, half, or 4 floats at a time
+_POOL_TYPES = dict({k: dict(v, AT="float") for k, v in DATA_TYPES.items()},
+                   f32x4={"DT": "float4", "AT": "float4"})
+
 _SLS_CUDA = CudaSource("sparse_lengths", r"""
 /* Deferred checks (flag non-null): a negative length, or segments that do not end
    exactly at n, flag position 0; the host re-runs the checks for Caffe2's message. */
@@ -486,72 +489,49 @@ __device__ __forceinline__ void gn_check_segment(i64* flag, i64 m, i64 segs, i64
                                                  i64 e, i64 n) {
     if (e < s || (m == segs - 1 && e != n)) gn_flag(flag, 0);
 }
+/* One element (float, half read as float) or four floats (16-byte loads) per thread:
+   the same products and sums, in the same order, per column. */
+__device__ __forceinline__ float4 gn_load(const float4* p, i64 i) { return p[i]; }
+__device__ __forceinline__ void gn_zero(float& a) { a = 0.0f; }
+__device__ __forceinline__ void gn_zero(float4& a) { a = make_float4(0.f, 0.f, 0.f, 0.f); }
+__device__ __forceinline__ void gn_add(float& acc, const float* w, i64 j, float v) {
+    acc += w ? __fmul_rn(w[j], v) : v;
+}
+__device__ __forceinline__ void gn_add(float4& acc, const float* w, i64 j, float4 v) {
+    gn_add(acc.x, w, j, v.x); gn_add(acc.y, w, j, v.y);
+    gn_add(acc.z, w, j, v.z); gn_add(acc.w, w, j, v.w);
+}
 """ + variants(r"""
 extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
         const float* w, const i64* starts, const int* lengths, i64 segs, i64 block,
-        i64 rows, i64 n, float* out, i64* flag) {
+        i64 rows, i64 n, $AT* out, i64* flag) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * block) return;
     i64 m = t / block, c = t - m * block;
     i64 s = starts[m], e = s + lengths[m];
     if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
-    float acc = 0.0f;
+    $AT acc;
+    gn_zero(acc);
     for (i64 j = s; j < e; ++j) {
         if (j >= n) { gn_flag(flag, n); break; }
         i64 r = (i64)idx[j];
         if (r < 0 || r >= rows) { gn_flag(flag, j); continue; }
-        float v = gn_load(data, r * block + c);
-        acc += w ? __fmul_rn(w[j], v) : v;
+        gn_add(acc, w, j, gn_load(data, r * block + c));
     }
     out[t] = acc;
 }
-""", DT=DATA_TYPES, IT=_CUDA_INDEX_TYPES) + variants(r"""
-extern "C" __global__ void sls_pool4$SUFFIX(const float4* data, const $IT* idx,
-        const float* w, const i64* starts, const int* lengths, i64 segs, i64 quads,
-        i64 rows, i64 n, float4* out, i64* flag) {
-    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= segs * quads) return;
-    i64 m = t / quads, c = t - m * quads;
-    i64 s = starts[m], e = s + lengths[m];
-    if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
-    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (i64 j = s; j < e; ++j) {
-        if (j >= n) { gn_flag(flag, n); break; }
-        i64 r = (i64)idx[j];
-        if (r < 0 || r >= rows) { gn_flag(flag, j); continue; }
-        float4 v = data[r * quads + c];
-        if (w) {
-            float k = w[j];
-            acc.x += __fmul_rn(k, v.x); acc.y += __fmul_rn(k, v.y);
-            acc.z += __fmul_rn(k, v.z); acc.w += __fmul_rn(k, v.w);
-        } else {
-            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
-        }
-    }
-    out[t] = acc;
-}
-""", IT=_CUDA_INDEX_TYPES) + r"""
-extern "C" __global__ void sls_repeat4(const float4* dy, const i64* starts,
-        const int* lengths, i64 segs, i64 quads, i64 n, float4* out, i64* flag) {
-    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= segs * quads) return;
-    i64 m = t / quads, c = t - m * quads;
-    i64 s = starts[m], e = s + lengths[m];
-    if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
-    float4 v = dy[t];
-    for (i64 j = s; j < e && j < n; ++j) out[j * quads + c] = v;
-}
-extern "C" __global__ void sls_repeat(const float* dy, const i64* starts,
-        const int* lengths, i64 segs, i64 block, i64 n, float* out, i64* flag) {
+""", DT=_POOL_TYPES, IT=_CUDA_INDEX_TYPES) + variants(r"""
+extern "C" __global__ void sls_repeat$SUFFIX(const $AT* dy, const i64* starts,
+        const int* lengths, i64 segs, i64 block, i64 n, $AT* out, i64* flag) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * block) return;
     i64 m = t / block, c = t - m * block;
     i64 s = starts[m], e = s + lengths[m];
     if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
-    float v = dy[t];
+    $AT v = dy[t];
     for (i64 j = s; j < e && j < n; ++j) out[j * block + c] = v;
 }
-""")
+""", AT={"f32": {"AT": "float"}, "f32x4": {"AT": "float4"}}))
 
 
 def _segment_starts(xp, lengths):
@@ -568,11 +548,10 @@ def _pool_cuda(xp, data, indices, lengths, weights, shape, flag=None):
     segs, block = shape[0], size_from_dim(data.shape, 1)
     out = xp.empty(shape, dtype=np.float32)
     w = null_flag() if weights is None else xp.ascontiguousarray(weights)
+    kind = "f16" if data.dtype == np.float16 else "f32"
     if _quads(data):  # 16-byte loads: the same sums, in the same order, per column
-        name, block = "sls_pool4_%s" % index_type(indices.dtype), block // 4
-    else:
-        name = "sls_pool_%s_%s" % ("f16" if data.dtype == np.float16 else "f32",
-                                   index_type(indices.dtype))
+        kind, block = "f32x4", block // 4
+    name = "sls_pool_%s_%s" % (kind, index_type(indices.dtype))
     launch(_SLS_CUDA.function(name), segs * block,
            (data, indices, w, _segment_starts(xp, lengths), lengths, np.int64(segs),
             np.int64(block), np.int64(data.shape[0]), np.int64(indices.shape[0]), out,
@@ -593,9 +572,9 @@ def _repeat_cuda(xp, rows, lengths, n, flag=None):
     lengths = xp.ascontiguousarray(lengths)
     segs, block = rows.shape[0], size_from_dim(rows.shape, 1)
     out = xp.empty((n,) + tuple(rows.shape[1:]), dtype=np.float32)
-    name = "sls_repeat"
+    name = "sls_repeat_f32"
     if _quads(rows):
-        name, block = "sls_repeat4", block // 4
+        name, block = "sls_repeat_f32x4", block // 4
     launch(_SLS_CUDA.function(name), segs * block,
            (rows, _segment_starts(xp, lengths), lengths, np.int64(segs), np.int64(block),
             np.int64(n), out, null_flag() if flag is None else flag))

@@ -74,21 +74,10 @@ def test_copies_between_logical_devices(staged):
 
 
 def test_free_releases_gpu_blobs_and_the_next_run_recomputes_them():
-    x = rng().standard_normal((256, 33)).astype(np.float32)
-    workspace.FeedBlob("x", x, gpu(1))
-    net = core.Net("free_on_gpu")
-    with core.DeviceScope(gpu(1)):
-        net.Relu("x", "h")
-        net.Scale("h", "y", scale=2.0)
-        net.Free(["h"], ["h"])
-    workspace.CreateNet(net)
-    for _ in range(2):
-        workspace.RunNet(net.Name())
-        np.testing.assert_allclose(workspace.FetchBlob("y"), 2 * np.maximum(x, 0))
-        assert workspace.FetchBlob("h") == (b"h, a C++ native class of type nullptr "
-                                            b"(uninitialized).")
-        assert workspace.BlobDevice("h") == (1, 1)
-        assert isinstance(workspace._ws()._blobs["y"].value, cp.ndarray)
+    from tests.ops.test_free import free_net_runs_twice
+    ws = free_net_runs_twice(workspace.Workspace(), gpu(1), shape=(256, 33))
+    assert ws.BlobDevice("h") == (1, 1)
+    assert isinstance(ws._blobs["y"].value, cp.ndarray)
 
 
 def settings_physical(logical):

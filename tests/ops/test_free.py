@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -38,19 +40,27 @@ def test_free_several_blobs_on_virtual_gpus():
             assert ws.BlobDevice(name) == Device(1, d)
 
 
-def test_freed_blob_is_recomputed_on_the_next_run():
-    ws = workspace.Workspace()
-    x = RNG.standard_normal((2, 3)).astype(np.float32)
-    ws.FeedBlob("x", x)
+def free_net_runs_twice(ws, device_option=None, shape=(2, 3)):
+    """Relu -> Scale -> Free(h) created once and run twice on `device_option`: y is
+    right both times and h freed each time (tests/gpu runs it on a real GPU)."""
+    x = RNG.standard_normal(shape).astype(np.float32)
+    ws.FeedBlob("x", x, device_option=device_option)
     net = core.Net("free_net")
-    net.Relu("x", "h")
-    net.Scale("h", "y", scale=2.0)
-    net.Free(["h"], ["h"])
+    with core.DeviceScope(device_option) if device_option else contextlib.nullcontext():
+        net.Relu("x", "h")
+        net.Scale("h", "y", scale=2.0)
+        net.Free(["h"], ["h"])
     ws.CreateNet(net)
     for _ in range(2):
         ws.RunNet(net.Name())
         np.testing.assert_allclose(ws.FetchBlob("y"), 2 * np.maximum(x, 0))
         assert ws.FetchBlob("h") == FREED % b"h"
+    return ws
+
+
+def test_freed_blob_is_recomputed_on_the_next_run():
+    ws = free_net_runs_twice(workspace.Workspace())
+    assert ws.BlobDevice("h") == CPU
 
 
 def test_free_shape_rule_forgets_the_shape():

@@ -98,10 +98,15 @@ def set_gpu_map(spec):
     _settings["map"] = parse_gpu_map(spec)
 
 
+def _flag(key, env):
+    """A boolean setting: set from Python, else read once from `env` (default off)."""
+    if key not in _settings:
+        _settings[key] = _env_flag(env, False)
+    return _settings[key]
+
+
 def deterministic():
-    if "deterministic" not in _settings:
-        _settings["deterministic"] = _env_flag("GRAPHNET_CUDA_DETERMINISTIC", False)
-    return _settings["deterministic"]
+    return _flag("deterministic", "GRAPHNET_CUDA_DETERMINISTIC")
 
 
 def set_deterministic(on=True):
@@ -126,9 +131,7 @@ def set_checks_mode(mode):
 
 
 def staged_copies():
-    if "staged" not in _settings:
-        _settings["staged"] = _env_flag("GRAPHNET_CUDA_STAGED_COPIES", False)
-    return _settings["staged"]
+    return _flag("staged", "GRAPHNET_CUDA_STAGED_COPIES")
 
 
 def set_staged_copies(on=True):
@@ -136,9 +139,7 @@ def set_staged_copies(on=True):
 
 
 def cuda_graphs():
-    if "graphs" not in _settings:
-        _settings["graphs"] = _env_flag("GRAPHNET_CUDA_GRAPHS", False)
-    return _settings["graphs"]
+    return _flag("graphs", "GRAPHNET_CUDA_GRAPHS")
 
 
 def set_cuda_graphs(on=True):
