@@ -238,7 +238,9 @@ def _forward_kernel(op_type, weighted, mean, pool):
     def kernel(ctx, args, data, *rest):
         xp = ctx.xp
         weights, (indices, lengths) = (rest[0], rest[1:]) if weighted else (None, rest)
-        defer = xp is not np and deferred_checks()
+        # a kernel with no thread checks nothing: empty LENGTHS or rows check first
+        defer = (xp is not np and deferred_checks() and lengths.shape[0] > 0
+                 and size_from_dim(data.shape, 1) > 0)
         ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx,
                                defer)
         shape = (lengths.shape[0],) + tuple(data.shape[1:])
@@ -355,7 +357,8 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
         checked(ctx, (dy.shape, dy.dtype, lengths.shape, lengths.dtype),
                 lambda: _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot))
         flag = None
-        if with_indices and xp is not np and deferred_checks():
+        if (with_indices and xp is not np and deferred_checks() and lengths.shape[0] > 0
+                and size_from_dim(dy.shape, 1) > 0):
             # sized by INDICES, as Caffe2's CUDA kernels were; segments checked there
             low, total = 0, inputs[-1].shape[0]
             flag = deferred_flag(xp, lambda _: host_error(lambda: _check_lengths_total(
@@ -510,6 +513,7 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     i64 m = t / block, c = t - m * block;
     i64 s = starts[m], e = s + lengths[m];
     if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
+    if (s < 0 || e < s) e = s;  /* after a negative length: flagged, never read */
     $AT acc;
     gn_zero(acc);
     for (i64 j = s; j < e; ++j) {
@@ -528,6 +532,7 @@ extern "C" __global__ void sls_repeat$SUFFIX(const $AT* dy, const i64* starts,
     i64 m = t / block, c = t - m * block;
     i64 s = starts[m], e = s + lengths[m];
     if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
+    if (s < 0 || e < s) return;  /* after a negative length: flagged, never written */
     $AT v = dy[t];
     for (i64 j = s; j < e && j < n; ++j) out[j * block + c] = v;
 }

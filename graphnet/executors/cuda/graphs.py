@@ -147,6 +147,13 @@ def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
     state.last[seg.steps[0].device.id] = seg.steps[-1]
 
 
+def _same_memory(value, buffer, cp):
+    """A new view of the buffer itself (an in-place op's reshaped output)."""
+    return (isinstance(value, cp.ndarray) and value.data.ptr == buffer.data.ptr
+            and value.shape == buffer.shape and value.strides == buffer.strides
+            and value.dtype == buffer.dtype)
+
+
 def _same_kind(value, buffer, cp):
     return (isinstance(value, (np.ndarray, cp.ndarray)) and value.shape == buffer.shape
             and value.dtype == buffer.dtype)
@@ -163,9 +170,10 @@ def _refresh(seg, state, stream):
             return False
     for blob, buffer in seg.inputs:
         value = blob.value
-        if value is buffer:
+        if value is buffer or _same_memory(value, buffer, cp):
+            blob.value = buffer
             continue
-        if not _same_kind(value, buffer, cp):
+        if not _same_kind(value, buffer, cp) or not buffer.flags.c_contiguous:
             return False
         if isinstance(value, cp.ndarray):
             if value.device.id != buffer.device.id:
@@ -251,8 +259,11 @@ def _capture(plan, seg, state, stream, upload):
                     value = blob.value
                     if value is buffer or id(blob) not in written:
                         continue
+                    if _same_memory(value, buffer, cp):  # updated in place
+                        blob.value = buffer
+                        continue
                     if not (isinstance(value, cp.ndarray) and _same_kind(value, buffer, cp)
-                            and value.flags.c_contiguous):
+                            and value.flags.c_contiguous and buffer.flags.c_contiguous):
                         raise _Refused("'%s' changes shape or type within the segment"
                                        % names[id(blob)])
                     if buffer.nbytes:
