@@ -180,6 +180,13 @@ def _inverse_lengths(xp, lengths):
 
 # --- forward ops ------------------------------------------------------------------
 
+def _defer(xp, lengths, rows):
+    """Checks made by a GPU kernel (deferred) rather than before it; a kernel with no
+    thread (no segment, empty rows) checks nothing, so those check first."""
+    return (xp is not np and deferred_checks() and lengths.shape[0] > 0
+            and size_from_dim(rows.shape, 1) > 0)
+
+
 def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=None,
                       defer=False):
     """Caffe2's checks in Caffe2's order. False when INDICES is empty: the output is
@@ -238,9 +245,7 @@ def _forward_kernel(op_type, weighted, mean, pool):
     def kernel(ctx, args, data, *rest):
         xp = ctx.xp
         weights, (indices, lengths) = (rest[0], rest[1:]) if weighted else (None, rest)
-        # a kernel with no thread checks nothing: empty LENGTHS or rows check first
-        defer = (xp is not np and deferred_checks() and lengths.shape[0] > 0
-                 and size_from_dim(data.shape, 1) > 0)
+        defer = _defer(xp, lengths, data)
         ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx,
                                defer)
         shape = (lengths.shape[0],) + tuple(data.shape[1:])
@@ -357,8 +362,7 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
         checked(ctx, (dy.shape, dy.dtype, lengths.shape, lengths.dtype),
                 lambda: _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot))
         flag = None
-        if (with_indices and xp is not np and deferred_checks() and lengths.shape[0] > 0
-                and size_from_dim(dy.shape, 1) > 0):
+        if with_indices and _defer(xp, lengths, dy):
             # sized by INDICES, as Caffe2's CUDA kernels were; segments checked there
             low, total = 0, inputs[-1].shape[0]
             flag = deferred_flag(xp, lambda _: host_error(lambda: _check_lengths_total(

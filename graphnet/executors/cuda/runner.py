@@ -149,14 +149,9 @@ def _gpu_step(plan, step, state):
         if records is not None:
             records.append((step, start, event))
     state.last[logical] = step
-    if event is None:
-        for blob in moved:
-            state.writes[id(blob)] = (stream, None)
-        for blob in step.out_blobs:
-            state.writes[id(blob)] = (stream, None)
-        return
-    for blob in step.in_blobs:
-        state.reads.setdefault(id(blob), {})[logical] = event
+    if event is not None:  # (one stream: no reader on another stream to wait for)
+        for blob in step.in_blobs:
+            state.reads.setdefault(id(blob), {})[logical] = event
     for blob in moved:
         state.writes[id(blob)] = (stream, event)
     for blob in step.out_blobs:
