@@ -58,9 +58,11 @@ def tril_indices(num_fea):
                     dtype=np.int64)
 
 
-def make_data(cfg, num_batches, seed=123):
+def make_data(cfg, num_batches, seed=123, fixed_bags=False):
     """Weights (dlrm's init: uniform tables, normal FC) and batches, from RandomState so
-    every numpy version draws the same numbers."""
+    every numpy version draws the same numbers. Bags hold 1 to min(rows, lookups)
+    indices (dlrm's random data), or exactly that many with fixed_bags (dlrm's
+    --num-indices-per-lookup-fixed): static shapes, which CUDA graphs replay."""
     rng = np.random.RandomState(seed)
     weights = {}
     for i, rows in enumerate(cfg["rows"]):
@@ -83,6 +85,8 @@ def make_data(cfg, num_batches, seed=123):
             top = min(rows, cfg["lookups"])
             length = np.maximum(1, np.round(rng.uniform(0.0, 1.0, b) * top)).astype(
                 np.int32)
+            if fixed_bags:
+                length[:] = top
             lengths.append(length)
             indices.append(rng.randint(0, rows, int(length.sum())).astype(np.int64))
         target = np.round(rng.uniform(0.0, 1.0, (b, 1))).astype(np.float32)

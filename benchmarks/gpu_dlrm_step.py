@@ -6,6 +6,7 @@ seconds per step (target <= 1.0). Batches are fed every step in both peers
 
     python benchmarks/gpu_dlrm_step.py [--config medium small2048] [--iters 20]
         [--modes eager graphs]   # graphs: GRAPHNET_CUDA_GRAPHS (captured on run 2)
+        [--bags random fixed]    # fixed: static shapes (dlrm --num-indices-per-lookup-fixed)
     python benchmarks/gpu_dlrm_step.py --config medium --profile 30   # where time goes
 
 --profile N prints the host-side cProfile of graphnet's timed steps (the N functions
@@ -135,26 +136,33 @@ def main(argv=None):
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--modes", nargs="+", default=["eager", "graphs"],
                         choices=["eager", "graphs"])
+    parser.add_argument("--bags", nargs="+", default=["random", "fixed"],
+                        choices=["random", "fixed"],
+                        help="random: 1..lookups indices per bag (INDICES changes shape "
+                             "every batch, so graphs fall back to eager); fixed: exactly "
+                             "lookups per bag (static shapes); both peers get the same")
     args = parser.parse_args(argv)
     import dlrm_caffe2_model as c2model
     for name in args.config:
         cfg = c2model.config(name)
-        weights, batches = c2model.make_data(cfg, 4)
-        if args.profile:
-            run_graphnet(cfg, batches, weights, args.warmup, args.iters, args.profile)
-            continue
-        peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
-        for mode in args.modes:
-            ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup, args.iters,
-                                            use_graphs=mode == "graphs")
-            label = "" if mode == "eager" else ", CUDA graphs"
-            print("DLRM %s%s: graphnet %.3f ms/step, PyTorch eager %.3f ms/step; losses "
-                  "graphnet %s, PyTorch %s" % (name, label, ours * 1e3, peer * 1e3,
-                                              ["%.5f" % v for v in our_losses[:3]],
-                                              ["%.5f" % v for v in peer_losses[:3]]))
-            summary("DLRM train step (%s%s) vs PyTorch eager" % (name, label),
-                    "%.3f ms" % (ours * 1e3), "%.3f ms" % (peer * 1e3), ours / peer,
-                    "<= 1.0 (stretch 0.5)")
+        for bags in args.bags:
+            weights, batches = c2model.make_data(cfg, 4, fixed_bags=bags == "fixed")
+            if args.profile:
+                run_graphnet(cfg, batches, weights, args.warmup, args.iters, args.profile)
+                break
+            peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
+            for mode in args.modes:
+                ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup,
+                                                args.iters, use_graphs=mode == "graphs")
+                label = "%s, %s bags" % (mode, bags)
+                print("DLRM %s (%s): graphnet %.3f ms/step, PyTorch eager %.3f ms/step; "
+                      "losses graphnet %s, PyTorch %s"
+                      % (name, label, ours * 1e3, peer * 1e3,
+                         ["%.5f" % v for v in our_losses[:3]],
+                         ["%.5f" % v for v in peer_losses[:3]]))
+                summary("DLRM step (%s, %s) vs PyTorch eager" % (name, label),
+                        "%.3f ms" % (ours * 1e3), "%.3f ms" % (peer * 1e3), ours / peer,
+                        "<= 1.0 (stretch 0.5)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from graphnet.errors import EnforceError
 from ._cuda import INDEX_TYPES, CudaSource, index_type, launch, null_flag, variants
 
 __all__ = ["index_stats", "flag_rows", "deferred_checks", "deferred_flag", "host_error",
-           "to_numpy"]
+           "to_numpy", "capturing"]
 
 CHECKS_CUDA = CudaSource("index_checks", r"""
 #define GN_I64_MAX 9223372036854775807LL
@@ -134,6 +134,13 @@ def deferred_checks():
     its end (GRAPHNET_CUDA_CHECKS=deferred, and while a CUDA graph is captured)."""
     from graphnet.executors.cuda import checks
     return not checks.sync_checks()
+
+
+def capturing():
+    """True while this thread captures a CUDA graph (graphnet.executors.cuda.graphs):
+    nothing may upload from host memory or wait for the device."""
+    from graphnet.executors.cuda import checks
+    return checks.is_capturing()
 
 
 def deferred_flag(cp, describe):

@@ -8,6 +8,7 @@ from graphnet.errors import ArgumentError
 from graphnet.registry import Arg, INF, OpSchema, TensorInfo, declare_graph_safe, enforce
 
 from ._common import I32, check_type, checked, cpp_name, host_array, numel
+from ._cuda_checks import capturing
 from ._fused import block_copy_vm, ints_equal_vm
 
 _ORDER_DIM = {"NCHW": 1, "NHWC": 3}
@@ -117,8 +118,34 @@ def concat(ctx, args, *xs):
     ca, add_axis, _, sizes = checked(
         ctx, tuple((x.shape, x.dtype) for x in xs),
         lambda: _concat_plan(args, [TensorInfo.of(x) for x in xs]))
-    y = ctx.xp.stack(xs, axis=ca) if add_axis else ctx.xp.concatenate(xs, axis=ca)
-    return y, np.array(sizes, dtype=np.int32)
+    return _join(ctx.xp, xs, ca, add_axis), np.array(sizes, dtype=np.int32)
+
+
+def _join(xp, xs, axis, add_axis):
+    """stack / concatenate, except under CUDA graph capture with more than 8 inputs:
+    CuPy then joins them in one kernel that reads a table of their addresses uploaded
+    from host memory, which a capture cannot record (and a replay would read a reused
+    buffer); one copy per input into its slice of the output records as kernels."""
+    if len(xs) <= 8 or xp is np or not capturing():
+        return xp.stack(xs, axis=axis) if add_axis else xp.concatenate(xs, axis=axis)
+    return join_by_copies(xp, xs, axis, add_axis)
+
+
+def join_by_copies(xp, xs, axis, add_axis):
+    """xs (one dtype, shapes equal but along `axis`) joined by slice assignments."""
+    if add_axis:
+        xs = [x.reshape(x.shape[:axis] + (1,) + x.shape[axis:]) for x in xs]
+    shape = list(xs[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    out = xp.empty(tuple(shape), dtype=xs[0].dtype)
+    index, start = [slice(None)] * len(shape), 0
+    for x in xs:
+        width = x.shape[axis]
+        if width and x.size:
+            index[axis] = slice(start, start + width)
+            out[tuple(index)] = x
+        start += width
+    return out
 
 
 SPLIT = OpSchema(

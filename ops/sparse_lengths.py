@@ -518,10 +518,31 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     i64 s = starts[m], e = s + lengths[m];
     if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
     if (s < 0 || e < s) e = s;  /* after a negative length: flagged, never read */
-    $AT acc;
+    if (e > n) {                /* lengths past INDICES' end: flagged, never read */
+        if (e > s) gn_flag(flag, n);
+        e = n;
+    }
+    $AT acc, z;
     gn_zero(acc);
-    for (i64 j = s; j < e; ++j) {
-        if (j >= n) { gn_flag(flag, n); break; }
+    gn_zero(z);
+    i64 j = s;
+    /* Four rows in flight per thread: the loads are issued before the sums, which
+       stay in index order (the same float results as one row at a time). */
+    for (; j + 4 <= e; j += 4) {
+        i64 r0 = (i64)idx[j], r1 = (i64)idx[j + 1];
+        i64 r2 = (i64)idx[j + 2], r3 = (i64)idx[j + 3];
+        bool k0 = r0 >= 0 && r0 < rows, k1 = r1 >= 0 && r1 < rows;
+        bool k2 = r2 >= 0 && r2 < rows, k3 = r3 >= 0 && r3 < rows;
+        $AT v0 = k0 ? gn_load(data, r0 * block + c) : z;
+        $AT v1 = k1 ? gn_load(data, r1 * block + c) : z;
+        $AT v2 = k2 ? gn_load(data, r2 * block + c) : z;
+        $AT v3 = k3 ? gn_load(data, r3 * block + c) : z;
+        if (k0) gn_add(acc, w, j, v0); else gn_flag(flag, j);
+        if (k1) gn_add(acc, w, j + 1, v1); else gn_flag(flag, j + 1);
+        if (k2) gn_add(acc, w, j + 2, v2); else gn_flag(flag, j + 2);
+        if (k3) gn_add(acc, w, j + 3, v3); else gn_flag(flag, j + 3);
+    }
+    for (; j < e; ++j) {
         i64 r = (i64)idx[j];
         if (r < 0 || r >= rows) { gn_flag(flag, j); continue; }
         gn_add(acc, w, j, gn_load(data, r * block + c));

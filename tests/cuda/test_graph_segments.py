@@ -89,3 +89,60 @@ def test_cuda_graphs_setting(monkeypatch, raw, want):
         assert settings.cuda_graphs() is (not want)
     finally:
         settings.reset()
+
+
+def test_a_cudamallocasync_pool_is_refused_with_the_fix():
+    class MemoryAsyncPool(object):
+        def malloc(self, size):
+            return size
+
+    class MemoryPool(MemoryAsyncPool):
+        pass
+    for owner, refused in ((MemoryAsyncPool(), True), (MemoryPool(), False)):
+        cuda = SimpleNamespace(MemoryAsyncPool=MemoryAsyncPool,
+                               get_allocator=lambda owner=owner: owner.malloc)
+        if type(owner) is MemoryPool:
+            cuda.MemoryAsyncPool = type("MemoryAsyncPool", (object,), {})
+        reason = graphs.allocator_refusal(SimpleNamespace(cuda=cuda))
+        if refused:
+            assert "MemoryAsyncPool" in reason and "cupy.cuda.MemoryPool()" in reason
+        else:
+            assert reason is None
+
+
+def test_capture_defers_checks_in_its_own_thread_only():
+    """A capture defers this thread's index checks; another thread keeps sync mode."""
+    import threading
+    from graphnet.executors.cuda import checks
+    before = settings.checks_mode()
+    settings.set_checks_mode("sync")
+    seen = {}
+    try:
+        with checks.capturing():
+            assert checks.is_capturing() and not checks.sync_checks()
+            worker = threading.Thread(
+                target=lambda: seen.update(other=(checks.is_capturing(),
+                                                  checks.sync_checks())))
+            worker.start()
+            worker.join()
+        assert seen["other"] == (False, True)
+        assert not checks.is_capturing() and checks.sync_checks()
+    finally:
+        settings.set_checks_mode(before)
+
+
+def test_a_segment_whose_shapes_keep_changing_runs_eagerly_for_good():
+    """Bags of random sizes give INDICES a new shape at almost every run: capturing
+    on every other run would cost more than running eagerly."""
+    plan = plan_of(step(0, "SparseLengthsSum"), step(1, "Relu"))
+    seg = graphs.segments(plan)[0]
+    seg.replays = 7  # a graph that paid off, then a new shape: captured again
+    seg.drop("'idx' was int64 (40,), now int64 (41,)")
+    assert seg.refused is None and seg.unstable == 1 and seg.replays == 0
+    for k in range(2, graphs.UNSTABLE + 1):
+        seg.replays = 1  # each new graph launched once before the shape changed again
+        seg.drop("'idx' was int64 (%d,), now int64 (%d,)" % (40 + k, 41 + k))
+    assert seg.unstable == graphs.UNSTABLE
+    assert seg.refused.startswith("shapes change between runs ('idx' was int64 (43,), "
+                                  "now int64 (44,)); CUDA graphs need static shapes")
+    assert graphs.report(plan)[0].endswith("refused: " + seg.refused)

@@ -50,6 +50,31 @@ def test_dlrm_training_replayed_from_graphs_equals_eager():
     assert rel < 1e-5, (eager, graphed)
 
 
+def test_dlrm_with_eight_tables_is_captured_whole():
+    """Eight tables: the interaction Concat joins 9 inputs, which CuPy does with an
+    uploaded address table unless the op copies input by input under capture. Every
+    segment must be captured (none refused), and the losses equal the eager run."""
+    import dlrm_train
+    from dlrm_parallel_forward import Config
+    cfg = Config(batch=16, table_rows=(40, 7, 300, 5, 60, 11, 90, 3))
+    data = dlrm_train.make_data(cfg, num_batches=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        settings.set_cuda_graphs(False)
+        eager = np.array(dlrm_train.train(cfg, 1, data, 6, show=False))
+        settings.set_cuda_graphs(True)
+        graphed = np.array(dlrm_train.train(cfg, 1, data, 6, show=False))
+    name = [n for n in workspace._ws()._nets][0]
+    lines = graphs.report(plan_of(name))
+    print("\n".join(lines))
+    assert lines and not [line for line in lines if "refused" in line], lines
+    assert any("Concat" in line or "FC" in line for line in lines), lines
+    assert all("5 launch(es)" in line for line in lines), lines
+    rel = np.max(np.abs(graphed - eager) / np.abs(eager))
+    print("DLRM, 8 tables, CUDA graphs: max relative difference to eager %.3g" % rel)
+    assert rel < 1e-5, (eager, graphed)
+
+
 def _mlp_net():
     net = core.Net("mlp")
     with core.DeviceScope(gpu(0)):
@@ -130,3 +155,34 @@ def test_a_bad_index_after_a_replay_names_the_op():
     with pytest.raises(OperatorError, match="Index 5 is out of bounds: 50") as info:
         workspace.RunNet("pool")
     assert "Error from operator #0 (SparseLengthsSum)" in str(info.value)
+
+
+def test_shapes_that_change_at_every_run_leave_the_segment_eager():
+    """Bags of random sizes: INDICES changes shape at every run. After graphs.UNSTABLE
+    graphs dropped before paying off, the segment runs eagerly for good, with every
+    result right along the way."""
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((30, 4)).astype(np.float32)
+    net = core.Net("bags")
+    with core.DeviceScope(gpu(0)):
+        net.SparseLengthsSum(["table", "idx", "len"], "pooled")
+        net.Scale("pooled", "out", scale=3.0)
+    workspace.FeedBlob("table", table, gpu(0))
+    for run in range(10):
+        lengths = rng.integers(0, 4, 5).astype(np.int32)
+        lengths[0] = run + 1  # a new INDICES size at every run
+        idx = rng.integers(0, 30, int(lengths.sum())).astype(np.int64)
+        workspace.FeedBlob("len", lengths, gpu(0))
+        workspace.FeedBlob("idx", idx, gpu(0))
+        if run == 0:
+            workspace.CreateNet(net)
+        workspace.RunNet("bags")
+        want = np.zeros((5, 4), np.float32)
+        np.add.at(want, np.repeat(np.arange(5), lengths), table[idx])
+        np.testing.assert_allclose(workspace.FetchBlob("out"), 3 * want, rtol=1e-5,
+                                   atol=1e-6)
+    line = graphs.report(plan_of("bags"))[0]
+    assert "refused: shapes change between runs ('idx' was int64" in line, line
+    seg = graphs.segments(plan_of("bags"))[0]
+    assert (seg.captures, seg.launches) == (graphs.UNSTABLE, graphs.UNSTABLE), line

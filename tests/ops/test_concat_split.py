@@ -70,6 +70,35 @@ def test_concat_edge_cases():
              outputs=2, axis=0, add_axis=1)
 
 
+@pytest.mark.parametrize("axis,add_axis", [(0, 0), (1, 0), (2, 0), (1, 1), (3, 1)])
+def test_concat_of_many_inputs_under_graph_capture_copies_each_input(axis, add_axis):
+    """Under CUDA graph capture, Concat of more than 8 inputs joins by one copy per
+    input (CuPy's one-kernel join uploads an address table, which capture refuses)."""
+    from types import SimpleNamespace
+    from graphnet.executors.cuda import checks
+    from graphnet.ops import concat_split
+    widths = [3, 1, 0, 2, 4, 1, 2, 5, 1, 2] if not add_axis else [1] * 10
+    xs = []
+    for k, width in enumerate(widths):
+        shape = [2, 3, 4]
+        if not add_axis:
+            shape[axis] = width
+        xs.append(rand(tuple(shape), seed=k))
+    want = np.stack(xs, axis=axis) if add_axis else np.concatenate(xs, axis=axis)
+    refused = SimpleNamespace(  # a CuPy stand-in whose one-kernel joins must not run
+        empty=np.empty, stack=None, concatenate=None)
+    with checks.capturing():
+        got = concat_split._join(refused, xs, axis, add_axis)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+    joined = SimpleNamespace(empty=None, stack=np.stack, concatenate=np.concatenate)
+    np.testing.assert_array_equal(concat_split._join(joined, xs, axis, add_axis), want)
+    with checks.capturing():  # 8 inputs or fewer: CuPy's copies, capturable as they are
+        np.testing.assert_array_equal(concat_split._join(joined, xs[:8], axis, add_axis),
+                                      np.stack(xs[:8], axis) if add_axis
+                                      else np.concatenate(xs[:8], axis))
+
+
 def test_concat_split_info_lives_on_cpu():
     ws = workspace.Workspace()
     for i in range(2):

@@ -15,15 +15,36 @@ import numpy as np
 from graphnet.executors.cuda import settings
 
 __all__ = ["NO_ERROR", "new_flag", "collect", "current_step", "set_current_step",
-           "sync_checks", "add_items"]
+           "sync_checks", "add_items", "capturing", "is_capturing"]
 
 NO_ERROR = np.iinfo(np.int64).max
 _local = threading.local()
 
 
 def sync_checks():
-    """True: ops validate indices on the host side before launching kernels."""
-    return settings.checks_mode() == "sync"
+    """True: ops validate indices on the host side before launching kernels (never
+    while this thread captures a CUDA graph: nothing captured may wait for the GPU)."""
+    return settings.checks_mode() == "sync" and not getattr(_local, "capturing", False)
+
+
+class capturing(object):
+    """with capturing(): ... -- this thread's ops run under CUDA stream capture: their
+    checks are deferred and CuPy calls that upload or read back are avoided. Other
+    threads keep their own mode (a process-wide switch would defer theirs too)."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "capturing", False)
+        _local.capturing = True
+        return self
+
+    def __exit__(self, *exc):
+        _local.capturing = self.outer
+        return False
+
+
+def is_capturing():
+    """True while this thread captures a CUDA graph (see capturing)."""
+    return getattr(_local, "capturing", False)
 
 
 def set_current_step(step):

@@ -37,10 +37,13 @@ Imports the cuda package modules and run.run_step.
 import numpy as np
 
 from graphnet.devices import device_name
-from graphnet.executors.cuda import checks, copies, settings
+from graphnet.executors.cuda import checks, copies
 from graphnet.executors.run import run_step
 
-__all__ = ["segments", "run_segment", "report", "Segment"]
+__all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
+           "UNSTABLE"]
+
+UNSTABLE = 3  # graphs in a row dropped for new shapes after < 2 launches: eager for good
 
 
 class Segment(object):
@@ -51,19 +54,32 @@ class Segment(object):
         self.graph = None
         self.inputs = []     # (blob, buffer): read before written, refreshed
         self.host_inputs = []  # (blob, copy): host values baked in, compared
+        self.names = {}      # id(blob) -> its name in the net (for messages)
         self.outputs = []    # (blob, value, device) after the capture
         self.checks = []     # deferred check items of the captured ops
         self.keep = []       # every block the graph reads or writes
         self.eager_runs = 1  # the plan's first run, which ran every step eagerly
         self.launches = 0
         self.captures = 0
+        self.replays = 0     # launches of the current graph
+        self.unstable = 0    # graphs in a row dropped for new shapes before paying off
         self.refused = None  # why this segment runs eagerly for good
 
-    def drop(self):
+    def drop(self, why):
+        """Forget the graph: `why` its inputs changed shape. A segment whose shapes
+        change at almost every run (DLRM's INDICES with bags of random sizes) would
+        capture on every other run, costlier than running eagerly: after UNSTABLE
+        graphs in a row launched fewer than twice each, it runs eagerly for good."""
+        self.unstable = self.unstable + 1 if self.replays < 2 else 1
+        if self.unstable >= UNSTABLE:
+            self.refused = ("shapes change between runs (%s); CUDA graphs need static "
+                            "shapes: pad or bucket the inputs (e.g. bags of fixed size) "
+                            "to replay this segment" % why)
         self.graph = None
         self.inputs, self.outputs, self.checks, self.keep = [], [], [], []
         self.host_inputs = []
         self.eager_runs = 0
+        self.replays = 0
 
     def describe(self):
         first, last = self.steps[0], self.steps[-1]
@@ -129,14 +145,17 @@ def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
                 for step in seg.steps:
                     run_eagerly(step)
                 return
-        elif not _refresh(seg, state, stream):
-            seg.drop()  # new shapes: eager now, captured again on a later run
-            for step in seg.steps:
-                run_eagerly(step)
-            seg.eager_runs += 1
-            return
+        else:
+            changed = _refresh(seg, state, stream)
+            if changed is not None:
+                seg.drop(changed)  # new shapes: eager now, captured again on a later run
+                for step in seg.steps:
+                    run_eagerly(step)
+                seg.eager_runs += 1
+                return
         seg.graph.launch(stream)
         seg.launches += 1
+        seg.replays += 1
     for blob, value, device in seg.outputs:
         blob.value = value
         blob.device = device
@@ -160,24 +179,27 @@ def _same_kind(value, buffer, cp):
 
 
 def _refresh(seg, state, stream):
-    """Copy new input values into the graph's buffers; False when a shape changed
-    or a host input (baked into the graph) holds other values."""
+    """Copy new input values into the graph's buffers; None when done, else what no
+    longer fits the graph: a new shape or dtype, or other values of a host input
+    (baked into the graph)."""
     cp = state.rt.cp
     for blob, saved in seg.host_inputs:
         value = blob.value
         if not (isinstance(value, np.ndarray) and value.shape == saved.shape
                 and value.dtype == saved.dtype and np.array_equal(value, saved)):
-            return False
+            return "host input '%s' holds other values" % seg.names.get(id(blob), "?")
     for blob, buffer in seg.inputs:
         value = blob.value
         if value is buffer or _same_memory(value, buffer, cp):
             blob.value = buffer
             continue
-        if not _same_kind(value, buffer, cp) or not buffer.flags.c_contiguous:
-            return False
+        if (not _same_kind(value, buffer, cp) or not buffer.flags.c_contiguous
+                or (isinstance(value, cp.ndarray) and value.device.id != buffer.device.id)):
+            return "'%s' was %s %s, now %s %s" % (
+                seg.names.get(id(blob), "?"), buffer.dtype, tuple(buffer.shape),
+                getattr(value, "dtype", type(value).__name__),
+                tuple(getattr(value, "shape", ())))
         if isinstance(value, cp.ndarray):
-            if value.device.id != buffer.device.id:
-                return False
             value = cp.ascontiguousarray(value)
             kind = copies.D2D
             source = value.data.ptr
@@ -191,7 +213,7 @@ def _refresh(seg, state, stream):
                                         stream.ptr)
         state.scope.retained.append(value)  # read by the copy until the run syncs
         blob.value = buffer
-    return True
+    return None
 
 
 class _Refused(Exception):
@@ -209,6 +231,19 @@ def _kept_allocator(cp, keep):
         keep.append(pointer)
         return pointer
     return malloc
+
+
+def allocator_refusal(cp):
+    """Why CuPy's current allocator cannot serve a capture, or None."""
+    pool = getattr(cp.cuda, "MemoryAsyncPool", None)
+    owner = getattr(cp.cuda.get_allocator(), "__self__", None)
+    if pool is not None and isinstance(owner, pool):
+        return ("CuPy's allocator is a MemoryAsyncPool (cudaMallocAsync): what it hands "
+                "out during a capture becomes the graph's own allocations, and a graph "
+                "holding unfreed ones cannot be launched twice. Fix: use the default "
+                "pool (cupy.cuda.set_allocator(cupy.cuda.MemoryPool().malloc)) or turn "
+                "graphs off (GRAPHNET_CUDA_GRAPHS=0).")
+    return None
 
 
 def _capture(plan, seg, state, stream, upload):
@@ -241,13 +276,15 @@ def _capture(plan, seg, state, stream, upload):
             if id(blob) not in written:
                 written.add(id(blob))
                 outputs.append(blob)
+    refusal = allocator_refusal(cp)
+    if refusal is not None:
+        seg.refused = refusal
+        return False
     keep = []
-    mode = settings.checks_mode()
-    settings.set_checks_mode("deferred")
     current = graph = None
     try:
         with stream, cp.cuda.using_allocator(_kept_allocator(cp, keep)), \
-                checks.collect() as found:
+                checks.collect() as found, checks.capturing():
             stream.begin_capture()
             try:
                 for current in seg.steps:
@@ -288,10 +325,8 @@ def _capture(plan, seg, state, stream, upload):
         seg.refused = "%s on %s: %s: %s" % (where, device_name(seg.steps[0].device),
                                             type(cause).__name__, text)
         return False
-    finally:
-        settings.set_checks_mode(mode)
     seg.graph, seg.keep = graph, keep
-    seg.inputs, seg.host_inputs = inputs, host_inputs
+    seg.inputs, seg.host_inputs, seg.names = inputs, host_inputs, names
     seg.outputs = [(blob, blob.value, blob.device) for blob in outputs]
     seg.checks = list(found.items)
     seg.captures += 1
