@@ -7,8 +7,10 @@ device on first use. Every source is registered in SOURCES so the CPU test
 suite can compile them all with NVRTC alone (tests/test_cuda_kernels_compile.py).
 
 Sources are self-contained (no #include): float16 loads use the PTX cvt
-instruction, so NVRTC needs no CUDA headers. Type variants are generated from
-one template with string.Template ($NAME, $DT, $IT, ...). Imports numpy only.
+instruction, so NVRTC needs no CUDA headers (off the device, as in the host
+emulation of tests/cuda/hostgrid.py, a portable bit conversion). Type variants are
+generated from one template with string.Template ($NAME, $DT, $IT, ...). Imports
+numpy only.
 """
 
 import string
@@ -25,9 +27,33 @@ PRELUDE = r"""
 typedef long long i64;
 __device__ __forceinline__ float gn_load(const float* p, i64 i) { return p[i]; }
 __device__ __forceinline__ float gn_load(const unsigned short* p, i64 i) {
-    float f; unsigned short h = p[i];
+    unsigned short h = p[i];
+#ifdef __CUDA_ARCH__
+    float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
+#else
+    /* Not device code (NVRTC defines __CUDA_ARCH__): the host emulation of
+       tests/cuda/hostgrid.py compiles these sources with g++, which has no PTX.
+       IEEE binary16 -> binary32 by bits: the value cvt.f32.f16 gives (exact; a nan
+       stays a nan). */
+    unsigned int sign = (unsigned int)(h & 0x8000u) << 16;
+    unsigned int exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0x1fu) {
+        bits = sign | 0x7f800000u | (man << 13);          /* inf, nan */
+    } else if (exp != 0u) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13); /* normal: rebias 15 -> 127 */
+    } else if (man == 0u) {
+        bits = sign;                                      /* +-0 */
+    } else {                                              /* subnormal: normalize */
+        exp = 113u;
+        while (!(man & 0x400u)) { man <<= 1; --exp; }
+        bits = sign | (exp << 23) | ((man & 0x3ffu) << 13);
+    }
+    union { unsigned int u; float f; } v;
+    v.u = bits;
+    return v.f;
+#endif
 }
 /* Record the smallest failing position (flag may be null: checks were made before). */
 __device__ __forceinline__ void gn_flag(i64* flag, i64 position) {
