@@ -79,13 +79,14 @@ class TrainableDLRM(ParallelDLRM):
         return float(sum(workspace.FetchBlob(self.prefix(d) + "loss") for d in range(n)))
 
 
-def make_data(cfg, num_batches, seed=2):
-    """Batches whose targets a teacher DLRM (other weights) computes."""
+def make_data(cfg, num_batches, seed=2, min_bag=1):
+    """Batches whose targets a teacher DLRM (other weights) computes; bags hold min_bag
+    to cfg.max_bag indices (min_bag=cfg.max_bag: fixed sizes, static shapes)."""
     rng = np.random.default_rng(seed)
     teacher_weights = make_weights(cfg, seed=99)
     data = []
     for _ in range(num_batches):
-        dense, sparse = make_batch(cfg, rng=rng, min_bag=1)
+        dense, sparse = make_batch(cfg, rng=rng, min_bag=min_bag)
         data.append([dense, sparse, None])
     workspace.ResetWorkspace()
     teacher = ParallelDLRM(cfg, 1, device_option=core.DeviceOption(0))

@@ -123,9 +123,10 @@ def concat(ctx, args, *xs):
 
 def _join(xp, xs, axis, add_axis):
     """stack / concatenate, except under CUDA graph capture with more than 8 inputs:
-    CuPy then joins them in one kernel that reads a table of their addresses uploaded
-    from host memory, which a capture cannot record (and a replay would read a reused
-    buffer); one copy per input into its slice of the output records as kernels."""
+    CuPy then joins them in one kernel that reads a table of their addresses, copied
+    from a pinned host buffer that CuPy recycles once the copy is done, so a replay
+    would read whatever the buffer holds by then; one copy per input into its slice
+    of the output uploads nothing."""
     if len(xs) <= 8 or xp is np or not capturing():
         return xp.stack(xs, axis=axis) if add_axis else xp.concatenate(xs, axis=axis)
     return join_by_copies(xp, xs, axis, add_axis)
@@ -315,4 +316,4 @@ def _lower_split(f):
 
 # CUDA graphs may capture these ops' CuPy kernels (audited: no host state, no host
 # reads of device data but deferred checks): graphnet.executors.cuda.graphs.
-declare_graph_safe("Concat", "Split")  # (Split by a CPU sizes input runs eagerly)
+declare_graph_safe("Concat", "Split")  # (Split's CPU sizes: compared before each replay)

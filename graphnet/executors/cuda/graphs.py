@@ -37,7 +37,7 @@ Imports the cuda package modules and run.run_step.
 import numpy as np
 
 from graphnet.devices import device_name
-from graphnet.executors.cuda import checks, copies
+from graphnet.executors.cuda import checks, copies, settings
 from graphnet.executors.run import run_step
 
 __all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
@@ -55,6 +55,7 @@ class Segment(object):
         self.inputs = []     # (blob, buffer): read before written, refreshed
         self.host_inputs = []  # (blob, copy): host values baked in, compared
         self.names = {}      # id(blob) -> its name in the net (for messages)
+        self.baked = None    # the settings the captured kernels were chosen by
         self.outputs = []    # (blob, value, device) after the capture
         self.checks = []     # deferred check items of the captured ops
         self.keep = []       # every block the graph reads or writes
@@ -75,6 +76,10 @@ class Segment(object):
             self.refused = ("shapes change between runs (%s); CUDA graphs need static "
                             "shapes: pad or bucket the inputs (e.g. bags of fixed size) "
                             "to replay this segment" % why)
+        self.forget()
+
+    def forget(self):
+        """No graph: the next run is eager, the one after captures again."""
         self.graph = None
         self.inputs, self.outputs, self.checks, self.keep = [], [], [], []
         self.host_inputs = []
@@ -134,6 +139,8 @@ def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
     replayed. `run_eagerly(step)` is the runner's per-step path, `upload(step)`
     moves a step's host-held inputs to its GPU."""
     cp = state.rt.cp
+    if seg.graph is not None and seg.baked != _baked():
+        seg.forget()  # a setting the captured kernels depend on changed
     if seg.refused is not None or (seg.graph is None and seg.eager_runs < 1):
         for step in seg.steps:
             run_eagerly(step)
@@ -164,6 +171,12 @@ def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
         state.writes.setdefault(id(blob), (stream, None))
     checks.add_items(seg.checks)
     state.last[seg.steps[0].device.id] = seg.steps[-1]
+
+
+def _baked():
+    """Settings that choose kernels when ops run, so a graph holds their values then:
+    the scatter kernels' deterministic mode (checks are always deferred in a graph)."""
+    return (settings.deterministic(),)
 
 
 def _same_memory(value, buffer, cp):
@@ -327,6 +340,7 @@ def _capture(plan, seg, state, stream, upload):
         return False
     seg.graph, seg.keep = graph, keep
     seg.inputs, seg.host_inputs, seg.names = inputs, host_inputs, names
+    seg.baked = _baked()
     seg.outputs = [(blob, blob.value, blob.device) for blob in outputs]
     seg.checks = list(found.items)
     seg.captures += 1
