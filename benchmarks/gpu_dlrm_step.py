@@ -5,7 +5,11 @@ seconds per step (target <= 1.0). Batches are fed every step in both peers
 (host -> device); losses of the first steps are printed side by side.
 
     python benchmarks/gpu_dlrm_step.py [--config medium small2048] [--iters 20]
-        [--modes eager graphs]   # graphs: GRAPHNET_CUDA_GRAPHS (captured on run 2)
+        [--modes eager deferred graphs]
+        # eager: index checks before each kernel (GRAPHNET_CUDA_CHECKS=sync, the default);
+        # deferred: checks made by the kernels, read when the run ends (no host waits,
+        #   as PyTorch's device-side asserts); graphs: GRAPHNET_CUDA_GRAPHS (captured on
+        #   run 2, checks deferred)
         [--bags random fixed]    # fixed: static shapes (dlrm --num-indices-per-lookup-fixed)
     python benchmarks/gpu_dlrm_step.py --config medium --profile 30   # where time goes
 
@@ -27,14 +31,15 @@ sys.path.insert(0, HERE)
 from gpu_common import summary  # noqa: E402
 
 
-def run_graphnet(cfg, batches, weights, warmup, iters, profile=0, use_graphs=False):
+def run_graphnet(cfg, batches, weights, warmup, iters, profile=0, mode="eager"):
     import graphnet.compat
     graphnet.compat.install()
     import dlrm_caffe2_model as c2model
     from graphnet import config, core, workspace
     from graphnet.executors.cuda import graphs, settings
     config.set_virtual_gpu_count(0)
-    settings.set_cuda_graphs(use_graphs)
+    settings.set_cuda_graphs(mode == "graphs")
+    settings.set_checks_mode("deferred" if mode == "deferred" else "sync")
     workspace.ResetWorkspace()
     gpu0 = core.DeviceOption(workspace.GpuDeviceType, 0)
     with core.DeviceScope(gpu0):
@@ -59,7 +64,7 @@ def run_graphnet(cfg, batches, weights, warmup, iters, profile=0, use_graphs=Fal
             elapsed = time.perf_counter() - start
             if it >= warmup:
                 times.append(elapsed)
-        if use_graphs:
+        if mode == "graphs":
             plan = workspace._ws()._nets[model.net.Proto().name]
             print("  CUDA graphs: " + "; ".join(graphs.report(plan)))
     return float(np.median(times)), losses
@@ -134,8 +139,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
-    parser.add_argument("--modes", nargs="+", default=["eager", "graphs"],
-                        choices=["eager", "graphs"])
+    parser.add_argument("--modes", nargs="+", default=["eager", "deferred", "graphs"],
+                        choices=["eager", "deferred", "graphs"])
     parser.add_argument("--bags", nargs="+", default=["random", "fixed"],
                         choices=["random", "fixed"],
                         help="random: 1..lookups indices per bag (INDICES changes shape "
@@ -153,7 +158,7 @@ def main(argv=None):
             peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
             for mode in args.modes:
                 ours, our_losses = run_graphnet(cfg, batches, weights, args.warmup,
-                                                args.iters, use_graphs=mode == "graphs")
+                                                args.iters, mode=mode)
                 label = "%s, %s bags" % (mode, bags)
                 print("DLRM %s (%s): graphnet %.3f ms/step, PyTorch eager %.3f ms/step; "
                       "losses graphnet %s, PyTorch %s"

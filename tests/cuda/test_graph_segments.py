@@ -4,6 +4,7 @@ themselves graph-safe. Capturing and replaying need a GPU: tests/gpu/test_gpu_gr
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from graphnet import registry
@@ -146,3 +147,45 @@ def test_a_segment_whose_shapes_keep_changing_runs_eagerly_for_good():
     assert seg.refused.startswith("shapes change between runs ('idx' was int64 (43,), "
                                   "now int64 (44,)); CUDA graphs need static shapes")
     assert graphs.report(plan)[0].endswith("refused: " + seg.refused)
+
+
+def test_steps_whose_shapes_change_leave_the_segments():
+    """Bags of random sizes: the ops reading INDICES (or its gradient rows) change
+    shape between runs; they leave the segments, the static ops stay captured."""
+    def blob(value):
+        return SimpleNamespace(value=value, device=GPU0)
+    table, idx, lengths, pooled, out, sizes = (blob(np.zeros(s, np.float32)) for s in
+                                               ((9, 4), (7,), (3,), (3, 4), (3, 4), (2,)))
+    sizes.value = np.array([1, 2], np.int32)
+
+    def op(index, op_type, ins, outs):
+        made = step(index, op_type)
+        made.in_blobs, made.out_blobs = ins, outs
+        return made
+    steps = [op(0, "FC", [out], [out]), op(1, "SparseLengthsSum", [table, idx, lengths],
+                                          [pooled]),
+             op(2, "Relu", [pooled], [out]), op(3, "Scale", [out], [out]),
+             op(4, "Split", [out, sizes], [pooled])]
+    plan = plan_of(*steps)
+    seg = graphs.segments(plan)[0]
+    assert len(seg.steps) == 5
+    seg.inputs = [(b, np.zeros(b.value.shape, np.float32)) for b in (table, idx, lengths)]
+    seg.outputs = [(b, b.value, GPU0) for b in (pooled, out)]
+    seg.host_inputs = [(sizes, sizes.value.copy())]
+    captured = graphs.captured_state(seg)
+    assert captured[id(idx)] == (7,) and captured[id(pooled)] == (3, 4)
+    assert graphs.dynamic_steps(steps, captured) == set()
+    idx.value = np.zeros(9, np.int64)  # a new batch: 9 indices instead of 7
+    assert graphs.dynamic_steps(steps, captured) == {1}
+    sizes.value = np.array([2, 1], np.int32)  # a baked host input with other values
+    assert graphs.dynamic_steps(steps, captured) == {1, 4}
+    assert graphs.split_dynamic(plan, seg, captured)
+    units = graphs.segments(plan)
+    assert shape(units) == [0, 1, ("seg", [2, 3]), 4]
+    assert graphs.report(plan)[-1] == ("2 op(s) run eagerly, their shapes or host inputs "
+                                       "change between runs: #1 (SparseLengthsSum), "
+                                       "#4 (Split)")
+    # every step dynamic: nothing to split off, the segment's own UNSTABLE rule decides
+    other = plan_of(*steps[1:2])
+    assert not graphs.split_dynamic(other, graphs.Segment(steps[1:2]), captured)
+    assert not hasattr(other, "_cuda_graph_dynamic")

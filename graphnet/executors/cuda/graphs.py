@@ -20,7 +20,10 @@ launches per op, which is most of a small net's step time on a GPU.
   parameters, a learning rate an eager op just wrote) is compared with the buffer
   the graph reads: a new value of the same shape and dtype is copied into that
   buffer on the stream; a new shape drops the graph (the segment runs eagerly and
-  is captured again on the run after). Parameters that the segment replaces (an
+  is captured again on the run after). The steps whose shapes changed then leave
+  the segments for good (split_dynamic: DLRM's INDICES with bags of random sizes
+  keep the embedding ops eager, the rest replays), and a segment whose graphs keep
+  being dropped before they pay off runs eagerly (UNSTABLE). Parameters that the segment replaces (an
   out-of-place update) are copied back into their captured buffer by the graph's
   last nodes, so the next replay reads the updated values.
 * After a replay every blob the segment writes holds its captured buffer again
@@ -41,7 +44,7 @@ from graphnet.executors.cuda import checks, copies, settings
 from graphnet.executors.run import run_step
 
 __all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
-           "UNSTABLE"]
+           "UNSTABLE", "captured_state", "dynamic_steps", "split_dynamic"]
 
 UNSTABLE = 3  # graphs in a row dropped for new shapes after < 2 launches: eager for good
 
@@ -103,12 +106,14 @@ def _capturable(step):
 
 
 def segments(plan, minimum=2):
-    """The plan's steps as a list of Step and Segment items (cached on the plan)."""
+    """The plan's steps as a list of Step and Segment items (cached on the plan; steps
+    found dynamic, see split_dynamic, stay out of segments)."""
     units = getattr(plan, "_cuda_graph_units", None)
     if units is None:
+        dynamic = getattr(plan, "_cuda_graph_dynamic", ())
         units, run = [], []
         for step in plan.steps + [None]:
-            if step is not None and _capturable(step):
+            if step is not None and step.index not in dynamic and _capturable(step):
                 run.append(step)
                 continue
             if len(run) >= minimum:
@@ -123,7 +128,8 @@ def segments(plan, minimum=2):
 
 
 def report(plan):
-    """One line per segment of a plan run with graphs: captures, launches, or why not."""
+    """One line per segment of a plan run with graphs: captures, launches, or why not;
+    then the ops that run eagerly between graphs because their shapes change."""
     lines = []
     for unit in getattr(plan, "_cuda_graph_units", None) or []:
         if isinstance(unit, Segment):
@@ -131,7 +137,59 @@ def report(plan):
                      "captured %d time(s), %d launch(es)" % (unit.captures, unit.launches)
                      if unit.captures else "not captured yet")
             lines.append("%s: %d ops, %s" % (unit.describe(), len(unit.steps), state))
+    dynamic = getattr(plan, "_cuda_graph_dynamic", ())
+    if dynamic:
+        steps = [step for step in plan.steps if step.index in dynamic]
+        lines.append("%d op(s) run eagerly, their shapes or host inputs change between "
+                     "runs: %s" % (len(steps), ", ".join("#%d (%s)" % (step.index,
+                                                                      step.op_type)
+                                                         for step in steps)))
     return lines
+
+
+def captured_state(seg):
+    """id(blob) -> the shape it had in the graph (a host input: its baked values)."""
+    state = {id(blob): tuple(buffer.shape) for blob, buffer in seg.inputs}
+    state.update((id(blob), tuple(value.shape)) for blob, value, _ in seg.outputs
+                 if hasattr(value, "shape"))
+    state.update((id(blob), saved) for blob, saved in seg.host_inputs)
+    return state
+
+
+def dynamic_steps(steps, captured):
+    """Indices of the steps that read or write a blob whose shape (or, for a host
+    input, values) differs from `captured` (captured_state of their graph)."""
+    found = set()
+    for step in steps:
+        for blob in list(step.in_blobs) + list(step.out_blobs):
+            then = captured.get(id(blob))
+            if then is None:
+                continue
+            value = blob.value
+            if isinstance(then, tuple):
+                changed = tuple(getattr(value, "shape", ())) != then
+            else:
+                changed = not (isinstance(value, np.ndarray) and value.shape == then.shape
+                               and value.dtype == then.dtype
+                               and np.array_equal(value, then))
+            if changed:
+                found.add(step.index)
+                break
+    return found
+
+
+def split_dynamic(plan, seg, captured):
+    """After a segment's eager run on new shapes: the steps whose shapes changed leave
+    the plan's segments (they run eagerly from the next run), so the rest can be
+    captured without them (DLRM with bags of random sizes: SparseLengthsSum, its
+    gradient and ScatterWeightedSum read INDICES; the MLPs, the interaction and the
+    dense updates keep static shapes). True when the plan was split."""
+    dynamic = dynamic_steps(seg.steps, captured)
+    if not dynamic or len(dynamic) == len(seg.steps):
+        return False
+    plan._cuda_graph_dynamic = set(getattr(plan, "_cuda_graph_dynamic", ())) | dynamic
+    plan._cuda_graph_units = None  # segments() splits them out on the next run
+    return True
 
 
 def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
@@ -155,10 +213,12 @@ def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
         else:
             changed = _refresh(seg, state, stream)
             if changed is not None:
+                captured = captured_state(seg)
                 seg.drop(changed)  # new shapes: eager now, captured again on a later run
                 for step in seg.steps:
                     run_eagerly(step)
                 seg.eager_runs += 1
+                split_dynamic(plan, seg, captured)
                 return
         seg.graph.launch(stream)
         seg.launches += 1
