@@ -4,7 +4,7 @@ An op file declares `KERNELS = CudaSource("name", code)` at import time (a
 string, nothing compiled, no CuPy imported); its backend="cupy" kernel calls
 `KERNELS.function("fn")`, which compiles the module with NVRTC for the current
 device on first use. Every source is registered in SOURCES so the CPU test
-suite can compile them all with NVRTC alone (tests/test_cuda_kernels_compile.py).
+suite can compile them all with NVRTC alone (tests/cuda/test_kernel_sources.py).
 
 Sources are self-contained (no #include): float16 loads use the PTX cvt
 instruction, so NVRTC needs no CUDA headers (off the device, as in the host
