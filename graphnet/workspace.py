@@ -7,7 +7,6 @@ SwitchWorkspace. Imports core-free modules only (executors, registry, utils).
 
 import logging
 import os
-import sys
 import threading
 import types
 
