@@ -128,6 +128,13 @@ def test_capture_defers_checks_in_its_own_thread_only():
             worker.join()
         assert seen["other"] == (False, True)
         assert not checks.is_capturing() and checks.sync_checks()
+        with checks.deferring(False):
+            assert checks.sync_checks()
+        with checks.deferring():  # a run with graphs on: its eager ops defer too
+            assert not checks.sync_checks() and not checks.is_capturing()
+            with checks.deferring(False):  # (nested: still deferred)
+                assert not checks.sync_checks()
+        assert checks.sync_checks()
     finally:
         settings.set_checks_mode(before)
 

@@ -15,7 +15,7 @@ import numpy as np
 from graphnet.executors.cuda import settings
 
 __all__ = ["NO_ERROR", "new_flag", "collect", "current_step", "set_current_step",
-           "sync_checks", "add_items", "capturing", "is_capturing"]
+           "sync_checks", "add_items", "capturing", "is_capturing", "deferring"]
 
 NO_ERROR = np.iinfo(np.int64).max
 _local = threading.local()
@@ -23,8 +23,29 @@ _local = threading.local()
 
 def sync_checks():
     """True: ops validate indices on the host side before launching kernels (never
-    while this thread captures a CUDA graph: nothing captured may wait for the GPU)."""
-    return settings.checks_mode() == "sync" and not getattr(_local, "capturing", False)
+    while this thread captures a CUDA graph, nothing captured may wait for the GPU,
+    nor in a run with graphs on: see deferring)."""
+    return (settings.checks_mode() == "sync" and not getattr(_local, "capturing", False)
+            and not getattr(_local, "deferring", False))
+
+
+class deferring(object):
+    """with deferring(on): ... -- this thread's checks are deferred while `on`: a run
+    with CUDA graphs defers the checks of its eager ops too, so none of them waits
+    for the GPU between graph launches (the captured ops' checks are deferred
+    anyway, so the run reports a bad index at its end either way)."""
+
+    def __init__(self, on=True):
+        self.on = on
+
+    def __enter__(self):
+        self.outer = getattr(_local, "deferring", False)
+        _local.deferring = self.outer or self.on
+        return self
+
+    def __exit__(self, *exc):
+        _local.deferring = self.outer
+        return False
 
 
 class capturing(object):

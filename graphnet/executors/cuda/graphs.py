@@ -29,7 +29,8 @@ launches per op, which is most of a small net's step time on a GPU.
 * After a replay every blob the segment writes holds its captured buffer again
   and the deferred checks of the captured ops are read when the run ends: a bad
   index is reported as an OperatorError naming the op, after the graph wrote its
-  outputs (as with GRAPHNET_CUDA_CHECKS=deferred).
+  outputs (as with GRAPHNET_CUDA_CHECKS=deferred, which a run with graphs applies
+  to its eager ops as well, so none waits for the GPU between launches).
 * A capture that fails (an op that waits for the device, an unsupported call) is
   abandoned: blobs get their values back, the segment runs eagerly from then on,
   and report(plan) says why.

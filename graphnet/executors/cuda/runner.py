@@ -16,7 +16,8 @@ GPUs overlap whatever the dependencies allow:
   result synchronizes that stream instead), which saves their cost per op;
 * CPU ops wait on the host (event.synchronize) for GPU-written inputs;
 * the host waits for all streams once, at the end; a fault reported there
-  names the last op of the failing device. Deferred index checks are read then.
+  names the last op of the failing device. Deferred index checks are read then
+  (GRAPHNET_CUDA_CHECKS=deferred, and every op of a run with CUDA graphs on).
 
 Imports run_step (the shared loop body) and the cuda package modules.
 """
@@ -215,11 +216,14 @@ def run_cuda_plan(plan, settle=None):
     several ranks waits there, under its deadline, for its NCCL transfers."""
     from graphnet.executors.cuda.runtime import runtime
     rt = runtime()
-    with copies.run_scope() as scope, checks.collect() as deferred:
-        state = _RunState(rt, scope, _one_stream(plan))
+    single = _one_stream(plan)
+    use_graphs = single and _PROFILE[0] is None and settings.cuda_graphs()
+    with copies.run_scope() as scope, checks.collect() as deferred, \
+            checks.deferring(use_graphs):
+        state = _RunState(rt, scope, single)
         units = plan.steps
         runs = plan._cuda_runs = getattr(plan, "_cuda_runs", 0) + 1
-        if runs > 1 and state.single and _PROFILE[0] is None and settings.cuda_graphs():
+        if runs > 1 and use_graphs:
             units = graphs.segments(plan)  # (after a run: every blob is where it lives)
         failed = True
         try:
