@@ -172,23 +172,25 @@ def test_steps_whose_shapes_change_leave_the_segments():
     steps = [op(0, "FC", [out], [out]), op(1, "SparseLengthsSum", [table, idx, lengths],
                                           [pooled]),
              op(2, "Relu", [pooled], [out]), op(3, "Scale", [out], [out]),
-             op(4, "Split", [out, sizes], [pooled])]
+             op(4, "Split", [out, sizes], [pooled]), step(5, "Iter", [(CPU, CPU)]),
+             op(6, "Relu", [out], [out]), op(7, "Relu", [out], [out])]
     plan = plan_of(*steps)
-    seg = graphs.segments(plan)[0]
-    assert len(seg.steps) == 5
+    seg, _, other = graphs.segments(plan)
+    assert len(seg.steps) == 5 and [s.index for s in other.steps] == [6, 7]
     seg.inputs = [(b, np.zeros(b.value.shape, np.float32)) for b in (table, idx, lengths)]
     seg.outputs = [(b, b.value, GPU0) for b in (pooled, out)]
     seg.host_inputs = [(sizes, sizes.value.copy())]
     captured = graphs.captured_state(seg)
     assert captured[id(idx)] == (7,) and captured[id(pooled)] == (3, 4)
-    assert graphs.dynamic_steps(steps, captured) == set()
+    assert graphs.dynamic_steps(seg.steps, captured) == set()
     idx.value = np.zeros(9, np.int64)  # a new batch: 9 indices instead of 7
-    assert graphs.dynamic_steps(steps, captured) == {1}
+    assert graphs.dynamic_steps(seg.steps, captured) == {1}
     sizes.value = np.array([2, 1], np.int32)  # a baked host input with other values
-    assert graphs.dynamic_steps(steps, captured) == {1, 4}
+    assert graphs.dynamic_steps(seg.steps, captured) == {1, 4}
     assert graphs.split_dynamic(plan, seg, captured)
     units = graphs.segments(plan)
-    assert shape(units) == [0, 1, ("seg", [2, 3]), 4]
+    assert shape(units) == [0, 1, ("seg", [2, 3]), 4, 5, ("seg", [6, 7])]
+    assert units[-1] is other  # a segment the split left whole keeps its graph
     assert graphs.report(plan)[-1] == ("2 op(s) run eagerly, their shapes or host inputs "
                                        "change between runs: #1 (SparseLengthsSum), "
                                        "#4 (Split)")

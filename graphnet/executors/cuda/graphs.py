@@ -112,19 +112,22 @@ def segments(plan, minimum=2):
     units = getattr(plan, "_cuda_graph_units", None)
     if units is None:
         dynamic = getattr(plan, "_cuda_graph_dynamic", ())
+        kept = {tuple(step.index for step in unit.steps): unit  # (their graphs too)
+                for unit in getattr(plan, "_cuda_graph_stale", None) or ()
+                if isinstance(unit, Segment)}
         units, run = [], []
         for step in plan.steps + [None]:
             if step is not None and step.index not in dynamic and _capturable(step):
                 run.append(step)
                 continue
             if len(run) >= minimum:
-                units.append(Segment(run))
+                units.append(kept.get(tuple(step.index for step in run)) or Segment(run))
             else:
                 units.extend(run)
             run = []
             if step is not None:
                 units.append(step)
-        plan._cuda_graph_units = units
+        plan._cuda_graph_units, plan._cuda_graph_stale = units, None
     return units
 
 
@@ -189,6 +192,7 @@ def split_dynamic(plan, seg, captured):
     if not dynamic or len(dynamic) == len(seg.steps):
         return False
     plan._cuda_graph_dynamic = set(getattr(plan, "_cuda_graph_dynamic", ())) | dynamic
+    plan._cuda_graph_stale = plan._cuda_graph_units  # the segments left whole stay
     plan._cuda_graph_units = None  # segments() splits them out on the next run
     return True
 
