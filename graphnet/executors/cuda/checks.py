@@ -29,38 +29,36 @@ def sync_checks():
             and not getattr(_local, "deferring", False))
 
 
-class deferring(object):
+class _ThreadFlag(object):
+    """with _ThreadFlag(name, on): ... -- this thread's flag `name` is set while `on`
+    (or while an outer block set it), then restored."""
+
+    def __init__(self, name, on=True):
+        self.name, self.on = name, on
+
+    def __enter__(self):
+        self.outer = getattr(_local, self.name, False)
+        setattr(_local, self.name, self.outer or self.on)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(_local, self.name, self.outer)
+        return False
+
+
+def capturing():
+    """with capturing(): ... -- this thread's ops run under CUDA stream capture: their
+    checks are deferred and CuPy calls that upload or read back are avoided. Other
+    threads keep their own mode (a process-wide switch would defer theirs too)."""
+    return _ThreadFlag("capturing")
+
+
+def deferring(on=True):
     """with deferring(on): ... -- this thread's checks are deferred while `on`: a run
     with CUDA graphs defers the checks of its eager ops too, so none of them waits
     for the GPU between graph launches (the captured ops' checks are deferred
     anyway, so the run reports a bad index at its end either way)."""
-
-    def __init__(self, on=True):
-        self.on = on
-
-    def __enter__(self):
-        self.outer = getattr(_local, "deferring", False)
-        _local.deferring = self.outer or self.on
-        return self
-
-    def __exit__(self, *exc):
-        _local.deferring = self.outer
-        return False
-
-
-class capturing(object):
-    """with capturing(): ... -- this thread's ops run under CUDA stream capture: their
-    checks are deferred and CuPy calls that upload or read back are avoided. Other
-    threads keep their own mode (a process-wide switch would defer theirs too)."""
-
-    def __enter__(self):
-        self.outer = getattr(_local, "capturing", False)
-        _local.capturing = True
-        return self
-
-    def __exit__(self, *exc):
-        _local.capturing = self.outer
-        return False
+    return _ThreadFlag("deferring", on)
 
 
 def is_capturing():
