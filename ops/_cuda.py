@@ -66,8 +66,14 @@ _TYPE_NAMES = {"float32": "float", "float16": "unsigned short", "int32": "int",
 
 
 def index_type(dtype):
-    """The suffix of kernel variants for an index dtype: 'i32' or 'i64'."""
-    return "i32" if np.dtype(dtype) == np.int32 else "i64"
+    """The suffix of kernel variants for an index dtype: 'i32' or 'i64' (the ops
+    validate or cast indices first; anything else here is a bug, not bad input)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.int32:
+        return "i32"
+    if dtype == np.int64:
+        return "i64"
+    raise TypeError("CUDA index kernels take int32 or int64 indices, found %s" % dtype)
 
 
 def variants(template, **choices):

@@ -105,9 +105,14 @@ def deterministic():
 
 def sorted_runs(xp, rows):
     """(order, rows[order]): positions sorted by row, ties by position.
-    The sort key row * k + position is unique, so any sort algorithm gives it."""
-    k = rows.shape[0]
-    key = rows.astype(np.int64) * np.int64(max(k, 1)) + xp.arange(k, dtype=np.int64)
+    The sort key row * k + position is unique, so any sort algorithm gives it. Rows
+    are clipped to [-1, 2**63 / k) first so the key cannot overflow: a huge bad row
+    (flagged by the deferred checks) would otherwise land inside a valid row's run,
+    and two threads would update that row at once."""
+    k = max(rows.shape[0], 1)
+    top = np.int64(np.iinfo(np.int64).max // k - 1)
+    key = (xp.clip(rows.astype(np.int64), np.int64(-1), top) * np.int64(k)
+           + xp.arange(rows.shape[0], dtype=np.int64))
     order = xp.argsort(key)
     return order, xp.ascontiguousarray(rows[order])
 

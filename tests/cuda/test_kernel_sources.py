@@ -61,6 +61,8 @@ def test_variants_instantiate_every_combination():
                                  "k_f16_i64(unsigned short, long long)",
                                  "k_f32_i32(float, int)", "k_f32_i64(float, long long)"]
     assert _cuda.index_type(np.int32) == "i32" and _cuda.index_type(np.int64) == "i64"
+    with pytest.raises(TypeError, match="int32 or int64 indices, found uint32"):
+        _cuda.index_type(np.uint32)  # (read as 64-bit, it would address wrong rows)
 
 
 def test_sorted_runs_orders_by_row_then_position():
@@ -97,3 +99,13 @@ def test_deterministic_scatter_order_equals_numpy_add_at_bitwise():
     np.add.at(want, rows, np.float32(0.5) * values)
     got = _emulate_scatter_sorted(out, rows, values, 0.5)
     np.testing.assert_array_equal(got, want)
+
+
+def test_sorted_runs_keeps_valid_rows_together_beside_huge_bad_rows():
+    """Rows far out of range (deferred checks flag them) must not overflow the sort
+    key into a valid row's run: the valid rows' runs stay whole and in position order."""
+    huge = np.iinfo(np.int64).max // 3
+    rows = np.array([2, huge, 2, -huge, 0, 2], dtype=np.int64)
+    order, sorted_rows = _cuda_scatter.sorted_runs(np, rows)
+    assert order.tolist() == [3, 4, 0, 2, 5, 1]
+    assert sorted_rows.tolist() == [-huge, 0, 2, 2, 2, huge]
