@@ -147,11 +147,21 @@ def test_modules_are_cached_per_device_and_cleared_between_tests(cp):
 
 # --- sparse_lengths: _segment_starts, _pool_cuda, _repeat_cuda ------------------------------
 
-@pytest.mark.parametrize("lengths", [[3, 0, 2, 5], [0], [], [7]])
+@pytest.mark.parametrize("lengths", [[3, 0, 2, 5], [0], [], [7], "many", "more",
+                                     "negative"])
 def test_segment_starts(cp, lengths):
+    """One launch of one block of 1024 threads, however many segments (2,500: runs of
+    3 per thread, the last threads idle; 100,003: runs of 98)."""
+    if lengths in ("many", "more"):
+        count = 2500 if lengths == "many" else 100003
+        lengths = np.random.default_rng(4).integers(0, 70000, count).tolist()
+    elif lengths == "negative":  # (flagged by the checks; the prefix sums stay exact)
+        lengths = [4, -2, 2 ** 31 - 1, 2 ** 31 - 1, 5]
     got = sparse_lengths._segment_starts(cp, dev(cp, lengths, np.int32))
-    want = [sum(lengths[:m]) for m in range(len(lengths))]
+    want = np.cumsum([0] + lengths[:-1], dtype=np.int64)[:len(lengths)].tolist()
     assert got.dtype == np.int64 and got.get().tolist() == want
+    assert [(launch.name, launch.grid, launch.block) for launch in cp.launches] == \
+        ([("segment_starts", (1,), (1024,))] if lengths else [])
 
 
 def pool_reference(table, idx, lengths, w=None):
@@ -211,7 +221,8 @@ def test_pool_cuda(cp, case, idx_dtype, weighted):
                                     None if w is None else dev(cp, w), out_shape)
     assert got.dtype == F32 and got.shape == out_shape
     np.testing.assert_array_equal(got.get(), pool_reference(table, idx, LENGTHS, w))
-    (launch,) = cp.launches
+    starts, launch = cp.launches
+    assert starts.name == "segment_starts"
     suffix = "i32" if idx_dtype == np.int32 else "i64"
     assert launch.name == "sls_pool_%s_%s" % (kind, suffix)
     threads = len(LENGTHS) * per_segment
@@ -226,7 +237,7 @@ def test_pool_cuda_empty_segments_and_no_segment(cp):
     np.testing.assert_array_equal(got.get(), np.zeros((3, 4), F32))  # zeros, not poison
     got = sparse_lengths._pool_cuda(cp, dev(cp, table), dev(cp, [], np.int64),
                                     dev(cp, [], np.int32), None, (0, 4))
-    assert got.shape == (0, 4) and len(cp.launches) == 1  # nothing launched for it
+    assert got.shape == (0, 4) and len(cp.launches) == 2  # nothing launched for it
 
 
 @pytest.mark.parametrize("case", ["f32x4", "f32-odd", "f16"])
@@ -282,7 +293,8 @@ def test_repeat_cuda(cp, case):
                                       dev(cp, lengths, np.int32), sum(lengths))
     assert got.dtype == F32 and got.shape == (6,) + shape[1:]
     np.testing.assert_array_equal(got.get(), repeat_reference(rows, lengths))
-    (launch,) = cp.launches
+    starts, launch = cp.launches
+    assert starts.name == "segment_starts"
     assert launch.name == kernel and launch.grid == grid_for(4 * per_segment)
     assert launch.args[4] == np.int64(per_segment)
 

@@ -15,7 +15,7 @@ registry.registered_types()  # import every op family, so every source is regist
 
 # Kernels the ops launch by name (a typo here or there fails the test below).
 LAUNCHED = {
-    "sparse_lengths": ["sls_pool_f32_i32", "sls_pool_f32_i64", "sls_pool_f16_i32",
+    "sparse_lengths": ["segment_starts", "sls_pool_f32_i32", "sls_pool_f32_i64", "sls_pool_f16_i32",
                        "sls_pool_f16_i64", "sls_pool_f32x4_i32", "sls_pool_f32x4_i64",
                        "sls_repeat_f32", "sls_repeat_f32x4"],
     "index_checks": ["index_stats_init", "index_stats_i32", "index_stats_i64",
