@@ -32,6 +32,9 @@ What it emulates, and how strictly:
   `schedule` (None, "reverse", an int seed, "threads") orders the threads of the
   kernels that do not synchronize (hostgrid.HostKernel.__call__).
 
+Executor runs (streams, events, pools, stream capture, graphs: what graphnet's CUDA
+runner needs) use tests/cuda/fakecuda.py instead, built on this module's pieces.
+
 Not emulated: streams, events, memory pools, multiple devices (cuda.Device() is
 device 0, whatever id it is given), implicit host conversion (numpy functions called
 directly on a FakeArray work, where CuPy would raise or dispatch), and take() of an
@@ -224,6 +227,22 @@ class FakeModule(object):
         return FakeKernel(self.owner, self.host_module.get_function(name))
 
 
+def raw_module(owner, module_class, code, options, name_expressions, unsupported):
+    """cupy.RawModule(code=..., options=...) of a stand-in: `code` compiled by hostgrid
+    once (named after its ops._cuda.SOURCES entry, so compilations are shared with the
+    other host tests), module_class(owner, host_module, options) cached in
+    owner.modules. Shared by FakeCupy and tests/cuda/fakecuda.py's FakeCuda."""
+    if code is None or unsupported or name_expressions is not None:
+        raise TypeError("%s.RawModule takes code= and options= only, found %s" % (
+            type(owner).__name__, sorted(set(unsupported) | (
+                {"name_expressions"} if name_expressions else set()))))
+    module = owner.modules.get(code)
+    if module is None:
+        host = hostgrid.compile(code, name=_source_name(code))
+        module = owner.modules[code] = module_class(owner, host, tuple(options))
+    return module
+
+
 def _source_name(code):
     for name, source in _cuda.SOURCES.items():
         if source.code == code:
@@ -254,15 +273,7 @@ class FakeCupy(object):
 
     # --- kernels ----------------------------------------------------------------------
     def RawModule(self, code=None, options=(), name_expressions=None, **unsupported):
-        if code is None or unsupported or name_expressions is not None:
-            raise TypeError("fakecupy.RawModule takes code= and options= only, found %s"
-                            % sorted(set(unsupported) | ({"name_expressions"}
-                                                         if name_expressions else set())))
-        module = self.modules.get(code)
-        if module is None:
-            host = hostgrid.compile(code, name=_source_name(code))
-            module = self.modules[code] = FakeModule(self, host, tuple(options))
-        return module
+        return raw_module(self, FakeModule, code, options, name_expressions, unsupported)
 
     def kernel_names(self):
         return [launch.name for launch in self.launches]

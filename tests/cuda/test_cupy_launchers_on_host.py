@@ -27,6 +27,7 @@ registry.registered_types()  # import every op family: every CudaSource is regis
 from graphnet.ops import _cuda, _cuda_checks, _cuda_scatter, gather, sparse_lengths  # noqa: E402
 
 from . import fakecupy, hostgrid  # noqa: E402
+from .test_kernels_on_host import scale_reference  # noqa: E402
 
 F32, F16 = np.float32, np.float16
 I64_MAX = np.iinfo(np.int64).max
@@ -624,14 +625,6 @@ def test_scatter_add_rows_nothing_to_do(cp, mode):
     _cuda_scatter.scatter_add_rows(cp, cp.zeros((0,), F32), dev(cp, [], np.int64),
                                    cp.zeros((0,), F32))
     assert cp.launches == [] and out.get().tolist() == [[0, 0]] * 3
-
-
-def scale_reference(out, rows, factor):
-    out = out.copy()
-    for r in rows:
-        if 0 <= r < out.shape[0]:
-            out[r] = out[r] * F32(factor)
-    return out
 
 
 @pytest.mark.parametrize("factor", [0.5, 1.0, -3.0])

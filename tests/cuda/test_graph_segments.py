@@ -46,9 +46,10 @@ def test_segments_are_the_longest_runs_of_capturable_steps():
 def test_host_inputs_may_be_captured_but_reads_across_devices_may_not():
     sizes_on_host = step(1, "Split", [(GPU0, GPU0), (CPU, CPU)])
     read_across = step(3, "Relu", [(CPU, GPU0)])
+    other_gpu = step(5, "Relu", [(Device(1, 1), GPU0)])  # a staged copy, maybe
     plan = plan_of(step(0, "Concat"), sizes_on_host, step(2, "Relu"), read_across,
-                   step(4, "Relu"))
-    assert shape(graphs.segments(plan)) == [("seg", [0, 1, 2]), 3, 4]
+                   step(4, "Relu"), other_gpu, step(6, "Relu"), step(7, "Relu"))
+    assert shape(graphs.segments(plan)) == [("seg", [0, 1, 2]), 3, 4, 5, ("seg", [6, 7])]
 
 
 def test_report_says_what_each_segment_did():

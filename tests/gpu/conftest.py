@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from graphnet import config, workspace
+from graphnet import config, core, workspace
 from graphnet.executors.cuda import probe, settings
 
 
@@ -44,6 +44,8 @@ def pytest_collection_modifyitems(config, items):
 def _fresh_state():
     """Overrides tests/conftest.py's fixture: real GPUs instead of 4 virtual ones."""
     saved = dict(config._settings)
+    names = set(core.Net._net_names_used)  # each test's nets keep their own names
+    core.Net._net_names_used.clear()
     config.set_virtual_gpu_count(0)
     config.set_strict_devices(False)
     settings.reset()
@@ -55,3 +57,5 @@ def _fresh_state():
     settings.reset()
     config._settings.clear()
     config._settings.update(saved)
+    core.Net._net_names_used.clear()
+    core.Net._net_names_used.update(names)

@@ -100,9 +100,12 @@ def _capturable(step):
     if step.backend.name != "cupy" or not step.schema.graph_safe:
         return False
     for blob, want in zip(step.in_blobs, step.want_devices):
-        on_host = want is not None and not want.is_gpu
-        if blob.device.is_gpu == on_host:
-            return False  # a read across devices: a transfer the graph cannot redo
+        if want is not None and blob.device != want:
+            # a read across devices (another GPU's blob, a host blob a GPU op reads):
+            # its transfer may stage through a pinned buffer that dies with the run
+            return False
+        if want is None and not blob.device.is_gpu:
+            return False  # a host value read as it is
     return True  # (host inputs, e.g. Split's sizes, are compared before each replay)
 
 
