@@ -539,10 +539,7 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     i64 s = starts[m], e = s + lengths[m];
     if (c == 0) gn_check_segment(flag, m, segs, s, e, n);
     if (s < 0 || e < s) e = s;  /* after a negative length: flagged, never read */
-    if (e > n) {                /* lengths past INDICES' end: flagged, never read */
-        if (e > s) gn_flag(flag, n);
-        e = n;
-    }
+    if (e > n) e = n;  /* past INDICES' end: never read (the last segment is flagged) */
     $AT acc, z;
     gn_zero(acc);
     gn_zero(z);

@@ -25,7 +25,7 @@ def sync_checks():
     """True: ops validate indices on the host side before launching kernels (never
     while this thread captures a CUDA graph, nothing captured may wait for the GPU,
     nor in a run with graphs on: see deferring)."""
-    return (settings.checks_mode() == "sync" and not getattr(_local, "capturing", False)
+    return (settings.checks_mode() == "sync" and not is_capturing()
             and not getattr(_local, "deferring", False))
 
 

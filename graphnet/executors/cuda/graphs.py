@@ -23,9 +23,9 @@ launches per op, which is most of a small net's step time on a GPU.
   is captured again on the run after). The steps whose shapes changed then leave
   the segments for good (split_dynamic: DLRM's INDICES with bags of random sizes
   keep the embedding ops eager, the rest replays), and a segment whose graphs keep
-  being dropped before they pay off runs eagerly (UNSTABLE). Parameters that the segment replaces (an
-  out-of-place update) are copied back into their captured buffer by the graph's
-  last nodes, so the next replay reads the updated values.
+  being dropped before they pay off runs eagerly (UNSTABLE). Parameters that the
+  segment replaces (an out-of-place update) are copied back into their captured
+  buffer by the graph's last nodes, so the next replay reads the updated values.
 * After a replay every blob the segment writes holds its captured buffer again
   and the deferred checks of the captured ops are read when the run ends: a bad
   index is reported as an OperatorError naming the op, after the graph wrote its
@@ -176,9 +176,7 @@ def dynamic_steps(steps, captured):
             if isinstance(then, tuple):
                 changed = tuple(getattr(value, "shape", ())) != then
             else:
-                changed = not (isinstance(value, np.ndarray) and value.shape == then.shape
-                               and value.dtype == then.dtype
-                               and np.array_equal(value, then))
+                changed = not _same_host_value(value, then)
             if changed:
                 found.add(step.index)
                 break
@@ -247,6 +245,12 @@ def _baked():
     return (settings.deterministic(),)
 
 
+def _same_host_value(value, saved):
+    """A host input still holds the values baked into the graph."""
+    return (isinstance(value, np.ndarray) and value.shape == saved.shape
+            and value.dtype == saved.dtype and np.array_equal(value, saved))
+
+
 def _same_memory(value, buffer, cp):
     """A new view of the buffer itself (an in-place op's reshaped output)."""
     return (isinstance(value, cp.ndarray) and value.data.ptr == buffer.data.ptr
@@ -265,9 +269,7 @@ def _refresh(seg, state, stream):
     (baked into the graph)."""
     cp = state.rt.cp
     for blob, saved in seg.host_inputs:
-        value = blob.value
-        if not (isinstance(value, np.ndarray) and value.shape == saved.shape
-                and value.dtype == saved.dtype and np.array_equal(value, saved)):
+        if not _same_host_value(blob.value, saved):
             return "host input '%s' holds other values" % seg.names.get(id(blob), "?")
     for blob, buffer in seg.inputs:
         value = blob.value
