@@ -245,8 +245,8 @@ def test_sls_pool_negative_length_flags_0_and_reads_nothing_out_of_range(mods, k
 @pytest.mark.parametrize("kind", POOL_KINDS)
 @pytest.mark.parametrize("idx_dtype", [np.int32, np.int64])
 def test_sls_pool_lengths_past_indices_flag_and_stop_at_n(mods, kind, idx_dtype):
-    """sum(LENGTHS) > n. Every segment crossing n flags n, but the last one also ends
-    elsewhere than n, which flags 0 (gn_check_segment): the smallest flag is 0. The
+    """sum(LENGTHS) > n. The last segment ends elsewhere than n, which flags 0
+    (gn_check_segment). The
     segment crossing n sums up to n; later ones are empty; nothing past n is read."""
     rng = np.random.default_rng(np.dtype(idx_dtype).itemsize)
     rows, block = 6, 4
