@@ -92,12 +92,20 @@ _BLOCK = 256
 _MAX_BLOCKS = 1024  # enough to fill any GPU; the grid-stride loop covers the rest
 
 
+_I64_MAX, _I64_MIN = int(np.iinfo(np.int64).max), int(np.iinfo(np.int64).min)
+
+
 def index_stats(cp, indices=None, lengths=None, scalar=None):
     """(min LENGTHS, sum LENGTHS, min INDICES, max INDICES, scalar) as Python values.
 
     indices: int32/int64 (any shape), lengths: int32 (any shape), scalar: a float32
     device array whose first element is returned as a float. An absent or empty
-    input gives the sentinels (2**63 - 1, 0, 2**63 - 1, -2**63)."""
+    input gives the sentinels (2**63 - 1, 0, 2**63 - 1, -2**63). Inputs whose values
+    the host uploaded (graphnet.executors.cuda.host_values) are answered from those,
+    without a kernel or a wait for the device."""
+    known = _host_stats(indices, lengths, scalar)
+    if known is not None:
+        return known
     out = cp.empty((5,), dtype=np.int64)
     launch(CHECKS_CUDA.function("index_stats_init"), 1, (out,), block=1)
     if indices is not None and indices.size:
@@ -117,6 +125,38 @@ def index_stats(cp, indices=None, lengths=None, scalar=None):
            (idx, np.int64(n), lens, np.int64(m), bits, out), block=_BLOCK)
     low, total, first, last, raw = (int(v) for v in out.get())
     value = float(np.array([raw & 0xFFFFFFFF], np.uint32).view(np.float32)[0])
+    return low, total, first, last, value
+
+
+def _first_last(host):
+    return int(host.min()), int(host.max())
+
+
+def _low_total(host):
+    lengths = host.astype(np.int32, copy=False)  # (as the kernel reads them)
+    return int(lengths.min()), int(lengths.sum(dtype=np.int64))
+
+
+def _host_stats(indices, lengths, scalar):
+    """index_stats from the host's copies of the inputs, or None when one is unknown
+    (the min/max and min/sum of an upload are computed once and kept with it)."""
+    from graphnet.executors.cuda import host_values
+    first, last, low, total, value = _I64_MAX, _I64_MIN, _I64_MAX, 0, 0.0
+    if indices is not None and indices.size:
+        found = host_values.cached(indices, "first_last", _first_last)
+        if found is None:
+            return None
+        first, last = found
+    if lengths is not None and lengths.size:
+        found = host_values.cached(lengths, "low_total", _low_total)
+        if found is None:
+            return None
+        low, total = found
+    if scalar is not None:
+        host = host_values.lookup(scalar)
+        if host is None:
+            return None
+        value = float(np.float32(host.reshape(-1)[0]))
     return low, total, first, last, value
 
 

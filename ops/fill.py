@@ -241,6 +241,18 @@ def constant_fill(ctx, args, *inputs):
     return ctx.xp.full(shape, args.fill_value, dtype=dtype)
 
 
+@CONSTANT_FILL.kernel(backend="cupy")
+def constant_fill_cuda(ctx, args, *inputs):
+    """The generic fill; a small result from the `value` argument is remembered on
+    the host (graphnet.executors.cuda.host_values): ops that read it then need no
+    device read (ScatterWeightedSum's w_0 == 1 skips its scaling kernels)."""
+    from graphnet.executors.cuda import host_values
+    out = constant_fill(ctx, args, *inputs)
+    if len(inputs) < 2 and out.dtype != object and 0 < out.size <= host_values.MAX_SCALARS:
+        host_values.remember(out, np.full(out.shape, args.fill_value, dtype=out.dtype))
+    return out
+
+
 # --- GivenTensor*Fill ---------------------------------------------------------------
 
 _GIVEN_TYPES = (FLOAT, DOUBLE, BOOL, INT16, INT32, INT64, STRING)

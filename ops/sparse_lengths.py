@@ -584,7 +584,17 @@ extern "C" __global__ void sls_repeat$SUFFIX(const $AT* dy, const i64* starts,
 
 def _segment_starts(xp, lengths):
     """Where each segment starts in INDICES (int64 exclusive prefix sum of the int32,
-    C-contiguous LENGTHS), one kernel launch."""
+    C-contiguous LENGTHS), one kernel launch. LENGTHS fed from the host keep their
+    starts (per stream) while unchanged: a SparseLengths op and its gradient, and
+    every later run until the next feed, share one launch."""
+    from graphnet.executors.cuda import host_values
+    if host_values.lookup(lengths) is None:
+        return _starts(xp, lengths)
+    key = ("starts", xp.cuda.get_current_stream().ptr)
+    return host_values.cached(lengths, key, lambda _: _starts(xp, lengths))
+
+
+def _starts(xp, lengths):
     starts = xp.empty(lengths.shape, dtype=np.int64)
     if lengths.size:
         launch(_SLS_CUDA.function("segment_starts"), 1024,

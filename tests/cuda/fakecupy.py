@@ -80,8 +80,17 @@ class _Device(object):
         pass
 
 
+class _Stream(object):
+    """cupy.cuda.Stream: the one (null) stream here."""
+    ptr = 0
+
+
 class _Cuda(object):
     Device = _Device
+
+    @staticmethod
+    def get_current_stream():
+        return _Stream()
 
 
 def _aligned(shape, dtype, fill=None):

@@ -484,7 +484,12 @@ def test_index_stats_empty_inputs_give_the_sentinels(cp):
     assert _cuda_checks.index_stats(cp) == sentinels
     assert _cuda_checks.index_stats(cp, dev(cp, [], np.int32),
                                     dev(cp, np.zeros((0, 3), np.int32))) == sentinels
-    assert cp.launches[-1].grid == (1,)  # one block even for nothing
+    assert not cp.launches  # nothing to read: answered on the host
+    got = _cuda_checks.index_stats(cp, dev(cp, [], np.int32),
+                                   dev(cp, np.zeros((0, 3), np.int32)),
+                                   scalar=dev(cp, [2.5], F32))
+    assert got == sentinels[:4] + (2.5,)
+    assert cp.launches[-1].grid == (1,)  # one block even for no index
 
 
 def test_index_stats_grid_stride(cp, monkeypatch):
@@ -698,6 +703,26 @@ def test_scatter_weighted_sum_op(cp, mode, checks_mode, deterministic, idx_dtype
         assert run.items == []
     else:
         assert len(run.items) == 1 and run.items[0][1].get().tolist() == [I64_MAX]
+
+
+@pytest.mark.parametrize("pairs", [1, 2, 3])
+def test_weighted_sum_op_is_one_kernel_plus_one_per_further_pair(cp, pairs):
+    rng = np.random.default_rng(41)
+    xs = [floats(rng, (4, 6))] + [floats(rng, (24,) if k % 2 else (4, 6))
+                                  for k in range(1, pairs)]  # any shape of X_0's size
+    ws = [floats(rng, (1,)) for _ in range(pairs)]
+    names, arrays = [], []
+    for k in range(pairs):
+        names += ["x%d" % k, "w%d" % k]
+        arrays += [dev(cp, xs[k]), dev(cp, ws[k])]
+    got = run_op(cp, "WeightedSum", names, ["y"], *arrays)
+    want = xs[0] * ws[0][0]
+    for k in range(1, pairs):
+        want = want + ws[k][0] * xs[k].reshape(4, 6)
+    assert got.shape == (4, 6) and got.dtype == F32
+    np.testing.assert_array_equal(got.get(), want)
+    assert cp.kernel_names() == ([] if pairs == 1 else
+                                 ["weighted_sum_pair"] + ["weighted_sum_add"] * (pairs - 2))
 
 
 def test_scatter_weighted_sum_op_bad_index(cp, mode):

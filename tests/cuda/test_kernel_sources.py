@@ -26,6 +26,7 @@ LAUNCHED = {
                      "scale_claimed_i32", "scale_claimed_i64"],
     "unique": ["unique_mark_i32", "unique_mark_i64", "unique_scatter_i32",
                "unique_scatter_i64"],
+    "weighted_sum": ["weighted_sum_pair", "weighted_sum_add"],
     "sparse_adagrad": ["sparse_adagrad_i32", "sparse_adagrad_i64", "rowwise_adagrad_i32",
                        "rowwise_adagrad_i64"],
 }

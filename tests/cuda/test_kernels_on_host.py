@@ -699,3 +699,27 @@ def test_unique_mark_and_scatter(mods, idx_dtype):
         np.testing.assert_array_equal(values.a, want_values)
         np.testing.assert_array_equal(remapping.a, want_inverse.reshape(-1))
         np.testing.assert_array_equal(values.a[remapping.a], x)
+
+
+# --- WeightedSum (ops/weighted_sum.py weighted_sum_cuda) ---------------------------------
+
+def test_weighted_sum_pair_then_add_rounds_each_product_and_sum(mods):
+    """y = x0 * w0 + w1 * x1, then y += w2 * x2: float32 products and sums rounded one
+    by one (numpy's float32 arithmetic), bit for bit; values spread over 12 decades
+    so a fused multiply-add would show."""
+    pair = kernel(mods, "weighted_sum", "weighted_sum_pair")
+    add = kernel(mods, "weighted_sum", "weighted_sum_add")
+    rng = np.random.default_rng(31)
+    for n in (1, 255, 256, 257, 1000):
+        x0, x1, x2 = (nonzero_floats(rng, n, 1e-6, 1e6) for _ in range(3))
+        w0, w1, w2 = (nonzero_floats(rng, 1) for _ in range(3))
+        y = Guarded(np.zeros(n, F32), np.nan)
+        hostgrid.launch(pair, n, (x0, w0, x1, w1, np.int64(n), y.a), schedule="reverse")
+        want = x0 * w0[0] + w1[0] * x1
+        assert want.dtype == F32
+        np.testing.assert_array_equal(y.a, want)
+        hostgrid.launch(add, n, (x2, w2, np.int64(n), y.a))
+        np.testing.assert_array_equal(y.a, want + w2[0] * x2)
+        assert y.untouched()
+        wide = (x0.astype(np.float64) * w0[0] + np.float64(w1[0]) * x1).astype(F32)
+        assert n < 200 or (wide != want).any()  # (the test tells roundings apart)

@@ -18,6 +18,7 @@ __all__ = ["NO_ERROR", "new_flag", "collect", "current_step", "set_current_step"
            "sync_checks", "add_items", "capturing", "is_capturing", "deferring"]
 
 NO_ERROR = np.iinfo(np.int64).max
+_POOL = 64  # flags filled at once for a run's deferred checks
 _local = threading.local()
 
 
@@ -79,6 +80,19 @@ class collect(object):
 
     def __init__(self):
         self.items = []
+        self.pools = {}  # (device, stream) -> [int64 flags, slots handed out]
+
+    def slot(self, cp):
+        """A fresh one-element flag: a slice of an array of _POOL flags filled once,
+        on the current device and stream (the ops that use it run there), instead
+        of one fill per op."""
+        key = (cp.cuda.Device().id, cp.cuda.get_current_stream().ptr)
+        pool = self.pools.get(key)
+        if pool is None or pool[1] == _POOL:
+            pool = self.pools[key] = [cp.full((_POOL,), NO_ERROR, dtype=np.int64), 0]
+        k = pool[1]
+        pool[1] = k + 1
+        return pool[0][k:k + 1]
 
     def __enter__(self):
         self.outer = getattr(_local, "checks", None)
@@ -119,11 +133,14 @@ def _by_device(items):
 def new_flag(cp, describe):
     """A device flag for one kernel launch: int64 [NO_ERROR]; describe(position)
     builds the exception when the kernel wrote a bad position into it. The check
-    is registered only in deferred mode (inside a run)."""
-    flag = cp.full((1,), NO_ERROR, dtype=np.int64)
+    is registered only in deferred mode (inside a run). Under capture each flag is
+    its own fill, which every replay of the graph repeats."""
     checks = getattr(_local, "checks", None)
-    if checks is not None and not sync_checks():
-        checks.items.append((current_step(), flag, describe))
+    if checks is None or sync_checks():
+        return cp.full((1,), NO_ERROR, dtype=np.int64)
+    flag = (cp.full((1,), NO_ERROR, dtype=np.int64) if is_capturing()
+            else checks.slot(cp))
+    checks.items.append((current_step(), flag, describe))
     return flag
 
 

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from graphnet.executors.cuda import settings
+from graphnet.executors.cuda import host_values, settings
 
 __all__ = ["to_device", "to_host", "retain", "run_scope", "in_run", "H2D", "D2H", "D2D"]
 
@@ -76,8 +76,10 @@ def to_device(rt, value, dst, stream):
             runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, _nbytes(host), H2D,
                                 stream.ptr)
             retain(pinned, stream)
+            host_values.remember(out, pinned)  # (index blobs: checked on the host)
         return out
     src = value.device.id
+    known = host_values.lookup(value)
     if not value.flags.c_contiguous:
         value = _contiguous(cp, value, stream)
     with cp.cuda.Device(dst):
@@ -97,6 +99,8 @@ def to_device(rt, value, dst, stream):
         runtime.memcpyPeerAsync(out.data.ptr, dst, value.data.ptr, src, nbytes,
                                 stream.ptr)
     retain(value, stream)  # the source must outlive the copy even if its blob moves on
+    if known is not None:
+        host_values.remember(out, known)
     return out
 
 

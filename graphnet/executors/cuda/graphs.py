@@ -41,7 +41,7 @@ Imports the cuda package modules and run.run_step.
 import numpy as np
 
 from graphnet.devices import device_name
-from graphnet.executors.cuda import checks, copies, settings
+from graphnet.executors.cuda import checks, copies, host_values, settings
 from graphnet.executors.run import run_step
 
 __all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
@@ -226,6 +226,7 @@ def run_segment(plan, seg, state, stream, physical, run_eagerly, upload):
                 seg.eager_runs += 1
                 split_dynamic(plan, seg, captured)
                 return
+        host_values.forget_all([value for _, value, _ in seg.outputs])
         seg.graph.launch(stream)
         seg.launches += 1
         seg.replays += 1
@@ -283,17 +284,21 @@ def _refresh(seg, state, stream):
                 getattr(value, "dtype", type(value).__name__),
                 tuple(getattr(value, "shape", ())))
         if isinstance(value, cp.ndarray):
+            known = host_values.lookup(value)
             value = cp.ascontiguousarray(value)
             kind = copies.D2D
             source = value.data.ptr
         else:
-            value = state.rt.pinned_empty(value.shape, value.dtype)
+            value = known = state.rt.pinned_empty(value.shape, value.dtype)
             value[...] = blob.value
             kind = copies.H2D
             source = value.ctypes.data
+        host_values.forget(buffer)  # overwritten: it now holds what `value` holds
         if buffer.nbytes:
             cp.cuda.runtime.memcpyAsync(buffer.data.ptr, source, buffer.nbytes, kind,
                                         stream.ptr)
+        if known is not None:
+            host_values.remember(buffer, known)
         state.scope.retained.append(value)  # read by the copy until the run syncs
         blob.value = buffer
     return None

@@ -26,7 +26,7 @@ import numpy as np
 
 from graphnet.devices import device_name
 from graphnet.errors import HostOnlyTypeError, OperatorError
-from graphnet.executors.cuda import checks, copies, graphs, settings
+from graphnet.executors.cuda import checks, copies, graphs, host_values, settings
 from graphnet.executors.cuda.errors import describe_cuda_error, is_cuda_error
 from graphnet.executors.run import operator_error, run_step
 
@@ -119,6 +119,7 @@ def _gpu_step(plan, step, state):
                 waits[id(event)] = event
         if blob.value is not None:
             state.scope.retained.append(blob.value)
+            host_values.forget(blob.value)  # the op may update it in place
     cp = rt.cp
     with cp.cuda.Device(physical):
         for event in waits.values():
