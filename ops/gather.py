@@ -17,7 +17,8 @@ from graphnet.registry import Arg, EnforceError, OpSchema, TensorInfo, declare_g
 from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked,
                       compiled_scatter_add, cpp_name, device_rows_valid, numel,
                       rows_valid)
-from ._cuda_checks import deferred_checks, deferred_flag, flag_rows, host_error, to_numpy
+from ._cuda_checks import (deferred_checks, deferred_flag, flag_rows, host_error,
+                           index_stats, to_numpy)
 from ._fused import INT32, fill_zero_vm, rows_in_range, vm_helper, vm_kernel
 
 
@@ -90,6 +91,12 @@ def _geometry(data, indices, axis, match_outer, min_dims=1):
 def _checked_indices(xp, indices, n, wrap):
     """INDICES as int64, negatives wrapped when asked, all inside [0, n)."""
     idx = indices.astype(np.int64, copy=False)
+    if xp is not np and idx.size and not deferred_checks():
+        # the bounds of INDICES as given (the host's copy of a fed blob, else one
+        # transfer): wrapped, [-n, n) is valid; without negatives nothing to wrap
+        _, _, first, last, _ = index_stats(xp, idx)
+        if (-n if wrap else 0) <= first and last < n:
+            return xp.where(idx < 0, idx + n, idx) if wrap and first < 0 else idx
     if wrap:
         idx = xp.where(idx < 0, idx + n, idx)
     if idx.size == 0 or (xp is np and rows_valid(idx.reshape(-1), n)):
