@@ -15,8 +15,6 @@ that the stand-in found no race between streams and no freed memory used by a gr
 Then: every op declared graph-safe captured and replayed with new values (equal to
 its eager and numpy runs), and runner paths the GPU tests do not reach."""
 
-import importlib.util
-import os
 import sys
 import warnings
 
@@ -28,101 +26,15 @@ from graphnet.errors import HostOnlyTypeError, OperatorError
 from graphnet.executors import backends
 from graphnet.executors.cuda import copies, graphs, settings
 from graphnet.executors.cuda.runner import profile
-from graphnet.ops import _cuda, concat_split
+from graphnet.ops import concat_split
 
-from . import fakecuda, hostgrid
+from .standin import CPU, GPU_GRAPHS, GPU_RUNTIME, gpu, installed as _installed, plan_of
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_MISSING = object()
-
-
-def _gpu_tests(name):
-    """tests/gpu/<name>.py as a module of its own, imported with a stand-in as CuPy."""
-    spec = importlib.util.spec_from_file_location(
-        "tests.cuda._fakecuda_" + name, os.path.join(HERE, "..", "gpu", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    saved = sys.modules.get("cupy", _MISSING)
-    sys.modules["cupy"] = fakecuda.FakeCuda()
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if saved is _MISSING:
-            del sys.modules["cupy"]
-        else:
-            sys.modules["cupy"] = saved
-    return module
-
-
-GPU_GRAPHS = _gpu_tests("test_gpu_graphs")
-GPU_RUNTIME = _gpu_tests("test_gpu_runtime")
-
-
-# --- fixtures -------------------------------------------------------------------------
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled():
-    """Every kernel source compiled once, in parallel (RawModule then finds them)."""
-    hostgrid.compile_many(_cuda.SOURCES.values())
-
-
-def _installed(monkeypatch, **options):
-    """A stand-in installed as CuPy, with tests/gpu/conftest.py's state: no virtual
-    GPUs, fresh settings, 4 logical GPUs mapped onto the stand-in's physical ones,
-    and (unlike tests/gpu) net names starting afresh, since the GPU tests run their
-    nets by name."""
-    fake = fakecuda.FakeCuda(**options)
-    for name in ("GRAPHNET_CUDA", "GRAPHNET_GPU_MAP", "GRAPHNET_CUDA_DETERMINISTIC",
-                 "GRAPHNET_CUDA_CHECKS", "GRAPHNET_CUDA_STAGED_COPIES",
-                 "GRAPHNET_CUDA_GRAPHS"):
-        monkeypatch.delenv(name, raising=False)
-    for module in (GPU_GRAPHS, GPU_RUNTIME):
-        monkeypatch.setattr(module, "cp", fake)
-    names = set(core.Net._net_names_used)
-    with fakecuda.installed(monkeypatch, fake):
-        settings.reset()
-        settings.set_gpu_map(4)
-        config.set_virtual_gpu_count(0)
-        config.set_strict_devices(False)
-        core.Net._net_names_used.clear()
-        workspace.SwitchWorkspace("default", True)
-        workspace.ResetWorkspace()
-        try:
-            yield fake
-        finally:
-            workspace.ResetWorkspace()
-            settings.reset()
-            core.Net._net_names_used.clear()
-            core.Net._net_names_used.update(names)
-    assert not fake.problems, "\n\n".join(fake.problems)
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    """One stand-in GPU."""
-    yield from _installed(monkeypatch)
-
-
-@pytest.fixture(params=[{}, {"devices": 2}, {"devices": 2, "peer": False}],
-                ids=["1gpu", "2gpus", "2gpus_no_peer"])
-def fakes(monkeypatch, request):
-    """One stand-in GPU, then two with peer access, then two without."""
-    yield from _installed(monkeypatch, **request.param)
-
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 def _on(fixture, test):
     """`test` (a tests/gpu function) run with `fixture` installed."""
     return pytest.mark.usefixtures(fixture)(test)
-
-
-def gpu(d):
-    return core.DeviceOption(workspace.GpuDeviceType, d)
-
-
-CPU = core.DeviceOption(0)
-
-
-def plan_of(net):
-    return workspace._ws()._nets[net.Name()]
 
 
 # --- tests/gpu/test_gpu_graphs.py, whole --------------------------------------------------

@@ -14,7 +14,7 @@ from graphnet import core, workspace
 from graphnet.errors import OperatorError
 from graphnet.executors.cuda import host_values, settings
 
-from .test_cuda_runner_on_host import CPU, fake, fakes, gpu, plan_of  # noqa: F401 (fixtures)
+from .standin import gpu, plan_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 F32 = np.float32
