@@ -6,7 +6,8 @@ seconds per step (target <= 1.0). Batches are fed every step in both peers
 
     python benchmarks/gpu_dlrm_step.py [--config medium small2048] [--iters 20]
         [--modes eager deferred graphs]
-        # eager: index checks before each kernel (GRAPHNET_CUDA_CHECKS=sync, the default);
+        # eager: index checks before each kernel (GRAPHNET_CUDA_CHECKS=sync, the default;
+        #   the fed INDICES/LENGTHS are checked on the host's copy: no device reads);
         # deferred: checks made by the kernels, read when the run ends (no host waits,
         #   as PyTorch's device-side asserts); graphs: GRAPHNET_CUDA_GRAPHS (captured on
         #   run 2, checks deferred)

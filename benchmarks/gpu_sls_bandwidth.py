@@ -9,9 +9,11 @@ stream synchronization included), median of --repeat.
     python benchmarks/gpu_sls_bandwidth.py [--rows 1000000 --dim 64 --bags 65536 --bag 64]
         [--modes eager graphs]
 
-eager: each RunNet checks indices before its kernels (one device->host read per op);
-graphs: GRAPHNET_CUDA_GRAPHS, the two ops replayed as one CUDA graph with the checks
-made by the kernels and read when the run ends.
+eager: the ops check indices before their kernels -- fed from the host, INDICES and
+LENGTHS are checked on the host's copy once per feed (graphnet.executors.cuda.
+host_values), so a RunNet is the kernels and the final synchronization; graphs:
+GRAPHNET_CUDA_GRAPHS, the two ops replayed as one CUDA graph with the checks made by
+the kernels and read when the run ends.
 """
 
 import argparse

@@ -549,7 +549,8 @@ def rows_valid(indices, n_rows):
 
 
 def device_segments_valid(xp, indices, lengths, n_rows):
-    """segments_valid for a GPU: one stats kernel, one transfer (ops/_cuda_checks.py).
+    """segments_valid for a GPU: one stats kernel and one transfer, or the host's copy of
+    fed inputs (ops/_cuda_checks.py index_stats).
     False means "run the step-by-step checks", which raise the precise error."""
     if indices.ndim != 1 or lengths.ndim != 1 or lengths.size == 0 or indices.size == 0:
         return False
@@ -558,7 +559,8 @@ def device_segments_valid(xp, indices, lengths, n_rows):
 
 
 def device_rows_valid(xp, indices, n_rows):
-    """Every index in [0, n_rows): min and max, in one transfer on a GPU."""
+    """Every index in [0, n_rows): min and max, in one transfer on a GPU (none for
+    indices fed from the host)."""
     if indices.size == 0:
         return True
     if xp is np:
@@ -568,7 +570,8 @@ def device_rows_valid(xp, indices, n_rows):
 
 
 def lengths_low_total(xp, lengths):
-    """(min, sum) of int32 LENGTHS ((0, 0) when empty), one transfer on a GPU."""
+    """(min, sum) of int32 LENGTHS ((0, 0) when empty), one transfer on a GPU (none for
+    LENGTHS fed from the host)."""
     if lengths.size == 0:
         return 0, 0
     if xp is np:

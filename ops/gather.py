@@ -106,7 +106,7 @@ def _checked_indices(xp, indices, n, wrap):
             lambda: _checked_indices(np, to_numpy(indices), n, wrap))))
         return idx
     if device_rows_valid(xp, idx, n):
-        return idx  # (without numba, or on a GPU: two reductions, one transfer)
+        return idx  # (numpy without numba; on a GPU the bounds above failed already)
     bad = ((idx < 0) | (idx >= n)).reshape(-1)
     if bool(bad.any()):
         first = int(idx.reshape(-1)[int(xp.argmax(bad))])

@@ -339,7 +339,8 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
     from graphnet.executors.cuda import checks, host_values
     flag, w0_is_one = None, False
     if checks.sync_checks():
-        # bounds and w_0 in one transfer: w_0 == 1 (SGD's ONE) leaves rows unscaled,
+        # bounds and w_0 in one transfer (none when the host fed them, or ConstantFill
+        # made w_0): w_0 == 1 (SGD's ONE) leaves rows unscaled,
         # so the scaling kernels are skipped (x * 1.0 == x)
         _, _, first, last, w0 = (index_stats(xp, idx, scalar=xs[1]) if idx.size
                                  else (0, 0, 0, 0, 1.0))  # no index: nothing to do

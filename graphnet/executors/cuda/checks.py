@@ -4,8 +4,10 @@ A kernel that meets an out-of-range index skips it and atomically records the
 smallest bad position in a one-element int64 flag; the runner reads every flag
 once the run's streams are synchronized and raises the first failure as an
 OperatorError naming the op and its device. In the default `sync` mode the ops
-check indices before launching (Caffe2's messages, blobs untouched) and the
-kernels' guards only keep a bad index from faulting.
+check indices before launching (Caffe2's messages, blobs untouched; indices fed from
+the host on the host's copy, graphnet.executors.cuda.host_values) and the kernels'
+guards only keep a bad index from faulting. A run's flags are slices of one array
+per stream, filled once (under capture each is its own fill, replayed by the graph).
 """
 
 import threading

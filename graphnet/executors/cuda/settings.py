@@ -7,8 +7,9 @@ GRAPHNET_GPU_MAP=0,0,1,1    logical d runs on the d-th listed physical GPU
 GRAPHNET_CUDA_DETERMINISTIC=1   scatter kernels sort by row and add in index order
                                 instead of atomics (bit-reproducible, slower)
 GRAPHNET_CUDA_CHECKS=sync|deferred   index bounds: checked before the kernel runs
-                                (one small device->host read per op, Caffe2's
-                                message, blobs untouched on failure), or by the
+                                (Caffe2's message, blobs untouched on failure; on
+                                the host's copy of indices fed from the host, else
+                                one small device->host read per op), or by the
                                 kernels themselves and reported at the end of the run
 GRAPHNET_CUDA_GRAPHS=1          one-GPU nets capture their graph-safe ops as CUDA graphs
                                 on their second run and replay them after
