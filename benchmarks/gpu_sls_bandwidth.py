@@ -78,6 +78,27 @@ def main(argv=None):
                  peer))
         summary("SLS fwd+bwd bandwidth vs D2D copy%s" % label, "%.1f GB/s" % ours,
                 "%.1f GB/s" % peer, ours / peer, ">= 0.60")
+    per_op(cp, row, n, args.bags)
+
+
+def per_op(cp, row, n, bags):
+    """Where the time goes: each op's GPU time between CUDA events around it (one
+    eager run, median of 5) and its own bytes, against the whole RunNet's."""
+    from graphnet.executors.cuda import runner, settings
+    settings.set_cuda_graphs(False)
+    moved = {"SparseLengthsSum": n * row + n * 8 + bags * 4 + bags * row,
+             "SparseLengthsIndicesInGradientSumGradient": bags * row + bags * 4 + n * row}
+    times = {}
+    for _ in range(5):
+        with runner.profile() as records:
+            workspace.RunNet("sls_fwd_bwd")
+        for step, begin, end in records:
+            times.setdefault(step.op_type, []).append(
+                cp.cuda.get_elapsed_time(begin, end) / 1e3)
+    for op_type, seconds in times.items():
+        seconds = sorted(seconds)[len(seconds) // 2]
+        rate = "%7.1f GB/s" % (moved[op_type] / seconds / 1e9) if seconds > 0 else "n/a"
+        print("  %-44s %8.3f ms on the GPU, %s" % (op_type, seconds * 1e3, rate))
 
 
 if __name__ == "__main__":
