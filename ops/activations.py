@@ -3,7 +3,8 @@ ops (ReluGradient, SigmoidGradient, TanhGradient, SoftmaxGradient, DropoutGrad).
 
 Caffe2 ran all of them on float32 only (CPU); on CUDA Relu/ReluGradient also
 took float16. Gradient ops read the forward *output* Y, never X. Imports numpy,
-the registry and ops._common only.
+the registry, ops._common and ops._cuda (kernel sources: nothing compiled or
+imported until a GPU runs them).
 """
 
 import numpy as np
@@ -51,8 +52,12 @@ def _identical(args, x, *rest):
 
 # --- elementwise activations ---------------------------------------------------
 
-def _elementwise(op_type, forward, backward, gpu_half=False, doc=""):
-    """Schema pair for an elementwise activation and its [Y, dY] -> dX gradient."""
+def _elementwise(op_type, forward, backward, gpu_half=False, doc="", cuda=None):
+    """Schema pair for an elementwise activation and its [Y, dY] -> dX gradient.
+    `cuda`: (forward kernel name or None, backward kernel name or None) of _CUDA, which
+    compute float32 in one launch what the numpy formulas compute in several CuPy
+    calls, rounding each operation the same way."""
+    fused_fwd, fused_bwd = cuda or (None, None)
     fwd = OpSchema(op_type, inputs=1, outputs=1, allow_inplace={(0, 0)}, doc=doc)
     grad = OpSchema(op_type + "Gradient", inputs=2, outputs=1, allow_inplace={(1, 0)},
                     doc="dX of %s from its output Y and dY." % op_type)
@@ -63,12 +68,16 @@ def _elementwise(op_type, forward, backward, gpu_half=False, doc=""):
     def run_forward(ctx, args, x):
         if x.dtype is not _F32[0]:
             _check_dispatch(op_type, "X", x, _dtypes(ctx, gpu_half), 0)
+        elif fused_fwd and ctx.xp is not np:
+            return _launch_fused(ctx.xp, fused_fwd, x)
         return forward(ctx.xp, x)
 
     @grad.kernel
     def run_backward(ctx, args, y, dy):
         checked(ctx, (y.shape, dy.shape, y.dtype, dy.dtype), lambda: backward_checks(
             ctx, y, dy))
+        if fused_bwd and ctx.xp is not np and y.dtype == _F32[0]:
+            return _launch_fused(ctx.xp, fused_bwd, y, dy)
         return backward(ctx.xp, y, dy)
 
     def backward_checks(ctx, y, dy):
@@ -118,11 +127,45 @@ def tanh_gradient(xp, y, dy):
     return dy * (1 - y * y)
 
 
+# CUDA (float32): one launch per op instead of the formulas' CuPy calls (ReluGradient
+# 2, Sigmoid 4, SigmoidGradient 3), each operation rounded as CuPy rounds it there:
+# the same select, expf and IEEE additions, products and division, no fused
+# multiply-add.
+from ._cuda import CudaSource, launch  # noqa: E402
+
+_CUDA = CudaSource("activations", r"""
+extern "C" __global__ void relu_gradient_f32(const float* y, const float* dy, i64 n,
+                                             float* dx) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;  /* select: NaN dY at Y <= 0 gives 0 */
+}
+extern "C" __global__ void sigmoid_f32(const float* x, i64 n, float* y) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x[i])));
+}
+extern "C" __global__ void sigmoid_gradient_f32(const float* y, const float* dy, i64 n,
+                                                float* dx) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dx[i] = __fmul_rn(__fmul_rn(dy[i], y[i]), __fsub_rn(1.0f, y[i]));
+}
+""")
+
+
+def _launch_fused(xp, name, *inputs):
+    """_CUDA's kernel `name` over float32 inputs of one shape: a new output."""
+    flat = [xp.ascontiguousarray(a).reshape(-1) for a in inputs]
+    out = xp.empty(inputs[0].shape, np.float32)
+    n = flat[0].shape[0]
+    launch(_CUDA.function(name), n, tuple(flat) + (np.int64(n), out))
+    return out
+
+
 RELU, RELU_GRADIENT = _elementwise(
-    "Relu", relu, relu_gradient, gpu_half=True,
+    "Relu", relu, relu_gradient, gpu_half=True, cuda=(None, "relu_gradient_f32"),
     doc="Y = max(X, 0); float32 (CUDA also float16). In-place allowed.")
 SIGMOID, SIGMOID_GRADIENT = _elementwise(
-    "Sigmoid", sigmoid, sigmoid_gradient, doc="Y = 1 / (1 + exp(-X)); float32.")
+    "Sigmoid", sigmoid, sigmoid_gradient, cuda=("sigmoid_f32", "sigmoid_gradient_f32"),
+    doc="Y = 1 / (1 + exp(-X)); float32.")
 TANH, TANH_GRADIENT = _elementwise("Tanh", tanh, tanh_gradient, doc="Y = tanh(X); float32.")
 
 

@@ -705,6 +705,28 @@ def test_scatter_weighted_sum_op(cp, mode, checks_mode, deterministic, idx_dtype
         assert len(run.items) == 1 and run.items[0][1].get().tolist() == [I64_MAX]
 
 
+def test_activations_are_one_kernel_each_on_float32(cp):
+    rng = np.random.default_rng(43)
+    x = floats(rng, (3, 5, 2))
+    y = run_op(cp, "Sigmoid", ["x"], ["y"], dev(cp, x))
+    with np.errstate(over="ignore"):
+        want = (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(F32)
+    assert y.shape == x.shape and y.dtype == F32
+    np.testing.assert_allclose(y.get(), want, rtol=2e-7)
+    dy = floats(rng, x.shape)
+    dx = run_op(cp, "SigmoidGradient", ["y", "dy"], ["dx"], y, dev(cp, dy))
+    np.testing.assert_array_equal(dx.get(), dy * y.get() * (F32(1) - y.get()))
+    relu_y = np.maximum(x, 0)
+    dr = run_op(cp, "ReluGradient", ["r", "dy"], ["dr"], dev(cp, relu_y), dev(cp, dy))
+    np.testing.assert_array_equal(dr.get(), np.where(relu_y > 0, dy, F32(0)))
+    assert cp.kernel_names() == ["sigmoid_f32", "sigmoid_gradient_f32", "relu_gradient_f32"]
+    # float16 (which Caffe2's CUDA Relu took) keeps the CuPy formula: no kernel
+    half = run_op(cp, "ReluGradient", ["r", "dy"], ["dr"], dev(cp, relu_y, np.float16),
+                  dev(cp, dy, np.float16))
+    assert half.dtype == np.float16 and len(cp.launches) == 3
+    np.testing.assert_array_equal(half.get(), np.where(relu_y > 0, dy, 0).astype(np.float16))
+
+
 @pytest.mark.parametrize("pairs", [1, 2, 3])
 def test_weighted_sum_op_is_one_kernel_plus_one_per_further_pair(cp, pairs):
     rng = np.random.default_rng(41)

@@ -27,6 +27,7 @@ LAUNCHED = {
     "unique": ["unique_mark_i32", "unique_mark_i64", "unique_scatter_i32",
                "unique_scatter_i64"],
     "weighted_sum": ["weighted_sum_pair", "weighted_sum_add"],
+    "activations": ["relu_gradient_f32", "sigmoid_f32", "sigmoid_gradient_f32"],
     "sparse_adagrad": ["sparse_adagrad_i32", "sparse_adagrad_i64", "rowwise_adagrad_i32",
                        "rowwise_adagrad_i64"],
 }

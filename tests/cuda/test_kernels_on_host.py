@@ -723,3 +723,40 @@ def test_weighted_sum_pair_then_add_rounds_each_product_and_sum(mods):
         assert y.untouched()
         wide = (x0.astype(np.float64) * w0[0] + np.float64(w1[0]) * x1).astype(F32)
         assert n < 200 or (wide != want).any()  # (the test tells roundings apart)
+
+
+# --- activations (ops/activations.py _launch_fused) ----------------------------------------
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.0, -88.0, 104.0, -104.0], F32)
+
+
+def test_relu_gradient_selects_dy_where_y_is_positive(mods):
+    rng = np.random.default_rng(41)
+    y = np.concatenate([nonzero_floats(rng, 500), SPECIALS])
+    dy = np.concatenate([nonzero_floats(rng, 500), [np.nan] * len(SPECIALS)]).astype(F32)
+    dy[::7] = np.nan
+    dx = Guarded(np.zeros(y.size, F32), 5.0)
+    hostgrid.launch(kernel(mods, "activations", "relu_gradient_f32"), y.size,
+                    (y, dy, np.int64(y.size), dx.a), schedule="reverse")
+    want = np.array([d if v > 0 else 0.0 for v, d in zip(y, dy)], F32)
+    np.testing.assert_array_equal(dx.a, want)  # (NaN where Y > 0 and dY is NaN)
+    assert dx.untouched()
+
+
+def test_sigmoid_and_its_gradient(mods):
+    rng = np.random.default_rng(42)
+    x = np.concatenate([nonzero_floats(rng, 700, 1e-3, 30.0), SPECIALS])
+    y = Guarded(np.zeros(x.size, F32), 5.0)
+    hostgrid.launch(kernel(mods, "activations", "sigmoid_f32"), x.size,
+                    (x, np.int64(x.size), y.a))
+    with np.errstate(over="ignore"):
+        want = (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(F32)
+    np.testing.assert_allclose(y.a, want, rtol=2e-7, atol=0)  # (expf: a few ulps)
+    assert y.a[x.size - 7] == 0.0 and y.a[x.size - 8] == 1.0  # -inf, +inf
+    assert np.isnan(y.a[x.size - 9]) and y.untouched()
+    dy = nonzero_floats(rng, x.size)
+    dx = Guarded(np.zeros(x.size, F32), 5.0)
+    hostgrid.launch(kernel(mods, "activations", "sigmoid_gradient_f32"), x.size,
+                    (y.a, dy, np.int64(x.size), dx.a))
+    np.testing.assert_array_equal(dx.a, dy * y.a * (F32(1) - y.a))  # rounded in that order
+    assert dx.untouched()
