@@ -47,6 +47,36 @@ def sls_reference(table, idx, lengths):
     return out
 
 
+def test_records_follow_their_array_views_and_lifetime(fake):
+    idx = np.arange(12, dtype=np.int64) * 3
+    a = fake.asarray(idx)
+    host_values.remember(a, idx.copy())
+    np.testing.assert_array_equal(host_values.lookup(a.reshape(3, 4)), idx.reshape(3, 4))
+    np.testing.assert_array_equal(host_values.lookup(a[:5]), idx[:5])  # a prefix view
+    assert host_values.lookup(a[1:]) is None  # another start: unknown
+    assert host_values.lookup(a.view(np.uint64)) is None  # another type: unknown
+    assert host_values.cached(a, "sum", lambda h: int(h.sum())) == int(idx.sum())
+    assert host_values.cached(a, "sum", lambda h: -1) == int(idx.sum())  # kept
+    from graphnet.executors.cuda import checks
+    with checks.capturing():
+        assert host_values.lookup(a) is None  # a graph would replay the answer
+    host_values.forget(a[4:])  # a write to any view of the allocation drops it
+    assert host_values.lookup(a) is None
+    # floats: only a few elements are mirrored
+    small, big = np.ones(3, F32), np.ones(100, F32)
+    s, b = fake.asarray(small), fake.asarray(big)
+    host_values.remember(s, small)
+    host_values.remember(b, big)
+    assert host_values.lookup(s).tolist() == [1.0] * 3 and host_values.lookup(b) is None
+    # freed: the record goes, even when the array dies while the table is locked (a
+    # collection inside remember/forget runs the weak reference's callback there)
+    host_values.remember(a, idx.copy())
+    assert len(host_values._by_ptr) == 2
+    with host_values._lock:
+        del a, s
+    assert host_values._by_ptr == {} and host_values._by_mem == {}
+
+
 def test_fed_index_blobs_are_checked_without_reading_the_device(fake, reads):
     rng = np.random.default_rng(1)
     table = rng.standard_normal((50, 8)).astype(F32)

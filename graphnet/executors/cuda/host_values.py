@@ -36,7 +36,9 @@ __all__ = ["remember", "lookup", "forget", "forget_all", "cached", "MAX_INDEX_BY
 MAX_INDEX_BYTES = 64 << 20  # a pinned copy kept per index blob: bounded
 MAX_SCALARS = 16
 
-_lock = threading.Lock()
+# Reentrant: a record's weak-reference callback may run inside a locked block, when
+# an allocation there makes the garbage collector free a remembered array.
+_lock = threading.RLock()
 _by_ptr = {}  # device pointer -> _Record
 _by_mem = {}  # id(allocation) -> {device pointer} (views of one allocation)
 
@@ -69,8 +71,8 @@ def remember(array, host):
         return
     ptr, mem = array.data.ptr, id(mem)
 
-    def dropped(_ref, ptr=ptr):
-        _drop(ptr)
+    def dropped(ref, ptr=ptr):
+        _drop(ptr, ref)
     record = _Record(ptr, mem, np.ascontiguousarray(host), weakref.ref(array, dropped))
     with _lock:
         old = _by_ptr.get(ptr)
@@ -81,6 +83,8 @@ def remember(array, host):
 
 
 def _unlink(record):
+    if _by_ptr.get(record.ptr) is not record:
+        return  # (already replaced or dropped)
     del _by_ptr[record.ptr]
     ptrs = _by_mem.get(record.mem)
     if ptrs is not None:
@@ -89,10 +93,11 @@ def _unlink(record):
             del _by_mem[record.mem]
 
 
-def _drop(ptr):
+def _drop(ptr, ref):
+    """`ref`'s array was freed: its record goes (not a later one at the same address)."""
     with _lock:
         record = _by_ptr.get(ptr)
-        if record is not None:
+        if record is not None and record.ref is ref:
             _unlink(record)
 
 
@@ -143,7 +148,9 @@ def forget(array):
         return
     with _lock:
         for ptr in list(_by_mem.get(id(mem), ())):
-            _unlink(_by_ptr[ptr])
+            record = _by_ptr.get(ptr)
+            if record is not None:
+                _unlink(record)
 
 
 def forget_all(arrays):
