@@ -12,8 +12,9 @@ GPUs overlap whatever the dependencies allow:
   synchronization, so CuPy's stream-ordered pool never hands their memory to
   another stream while a reader may still be using it;
 * a plan whose GPU ops all run on one logical GPU has one stream and nothing to
-  order across streams: its ops record no events (a CPU op that reads a GPU
-  result synchronizes that stream instead), which saves their cost per op;
+  order across streams: unless profiled, its run makes that device and stream
+  current once and its ops record no events (a CPU op that reads a GPU result
+  synchronizes that stream instead), which saves their cost per op;
 * CPU ops wait on the host (event.synchronize) for GPU-written inputs;
 * the host waits for all streams once, at the end; a fault reported there
   names the last op of the failing device. Deferred index checks are read then
@@ -55,7 +56,7 @@ def uses_cuda(plan):
 
 
 class _RunState(object):
-    __slots__ = ("rt", "writes", "reads", "last", "scope", "single")
+    __slots__ = ("rt", "writes", "reads", "last", "scope", "single", "entered")
 
     def __init__(self, rt, scope, single):
         self.rt = rt
@@ -64,6 +65,7 @@ class _RunState(object):
         self.last = {}    # logical -> last step enqueued on its stream
         self.scope = scope
         self.single = single  # one logical GPU: one stream, no events
+        self.entered = None  # that GPU's stream, current for the whole run (see _entered)
 
 
 def _one_stream(plan):
@@ -74,6 +76,32 @@ def _one_stream(plan):
                       if step.backend.name == "cupy"}) <= 1
         plan._cuda_one_stream = single
     return single
+
+
+class _entered(object):
+    """with _entered(plan, state): ... -- a one-GPU run, unprofiled, makes its device and
+    stream current once for all its ops (state.entered), instead of entering and
+    leaving both around each op; otherwise nothing."""
+
+    def __init__(self, plan, state):
+        self.contexts = []
+        if state.single and _PROFILE[0] is None:
+            step = next((s for s in plan.steps if s.backend.name == "cupy"), None)
+            if step is not None:
+                rt = state.rt
+                stream = rt.stream(step.device.id)
+                self.contexts = [rt.cp.cuda.Device(rt.physical_of(step.device.id)), stream]
+                state.entered = stream
+
+    def __enter__(self):
+        for context in self.contexts:
+            context.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for context in reversed(self.contexts):
+            context.__exit__(*exc)
+        return False
 
 
 def _upload_host_inputs(plan, state, step, stream):
@@ -100,6 +128,8 @@ def _upload_host_inputs(plan, state, step, stream):
 
 
 def _gpu_step(plan, step, state):
+    if state.entered is not None:
+        return _entered_step(plan, step, state, state.entered)
     rt = state.rt
     logical = step.device.id
     stream = rt.stream(logical)
@@ -126,39 +156,58 @@ def _gpu_step(plan, step, state):
             stream.wait_event(event)
         with stream:
             moved = _upload_host_inputs(plan, state, step, stream)
-            checks.set_current_step(step)
             records = _PROFILE[0]
             if records is not None:
                 start = cp.cuda.Event()
                 start.record(stream)
-            try:
-                run_step(plan, step)
-            except OperatorError as exc:
-                cause = exc.cause
-                if is_cuda_error(cp, cause):
-                    raise OperatorError(
-                        "%s\n  %s" % (exc, describe_cuda_error(cp, cause, step, physical)),
-                        op_index=exc.op_index, op_type=exc.op_type,
-                        net_name=exc.net_name, cause=cause) from cause
-                raise
-            finally:
-                checks.set_current_step(None)
-        if state.single and records is None:
-            event = None  # nothing on another stream waits for it
-        else:
-            event = cp.cuda.Event(disable_timing=records is None)
-            event.record(stream)
+            _run(plan, step, cp, physical)
+        event = cp.cuda.Event(disable_timing=records is None)
+        event.record(stream)
         if records is not None:
             records.append((step, start, event))
     state.last[logical] = step
-    if event is not None:  # (one stream: no reader on another stream to wait for)
-        for blob in step.in_blobs:
-            state.reads.setdefault(id(blob), {})[logical] = event
+    for blob in step.in_blobs:
+        state.reads.setdefault(id(blob), {})[logical] = event
     for blob in moved:
         state.writes[id(blob)] = (stream, event)
     for blob in step.out_blobs:
         state.writes[id(blob)] = (stream, event)
         state.reads[id(blob)] = {}
+
+
+def _run(plan, step, cp, physical):
+    """run_step, the current step known to the deferred checks; a CUDA error names the
+    op's device and what CUDA allows after it."""
+    checks.set_current_step(step)
+    try:
+        run_step(plan, step)
+    except OperatorError as exc:
+        cause = exc.cause
+        if is_cuda_error(cp, cause):
+            raise OperatorError(
+                "%s\n  %s" % (exc, describe_cuda_error(cp, cause, step, physical)),
+                op_index=exc.op_index, op_type=exc.op_type,
+                net_name=exc.net_name, cause=cause) from cause
+        raise
+    finally:
+        checks.set_current_step(None)
+
+
+def _entered_step(plan, step, state, stream):
+    """_gpu_step of a run whose only stream is current throughout (see _entered): no
+    events, nothing to wait for, no context to enter."""
+    for blob in step.out_blobs:
+        if blob.value is not None:
+            state.scope.retained.append(blob.value)
+            host_values.forget(blob.value)  # the op may update it in place
+    moved = _upload_host_inputs(plan, state, step, stream)
+    _run(plan, step, state.rt.cp, state.rt.physical_of(step.device.id))
+    state.last[step.device.id] = step
+    written = (stream, None)
+    for blob in moved:
+        state.writes[id(blob)] = written
+    for blob in step.out_blobs:
+        state.writes[id(blob)] = written
 
 
 def _segment(plan, seg, state):
@@ -222,33 +271,40 @@ def run_cuda_plan(plan, settle=None):
     with copies.run_scope() as scope, checks.collect() as deferred, \
             checks.deferring(use_graphs):
         state = _RunState(rt, scope, single)
-        units = plan.steps
-        runs = plan._cuda_runs = getattr(plan, "_cuda_runs", 0) + 1
-        if runs > 1 and use_graphs:
-            units = graphs.segments(plan)  # (after a run: every blob is where it lives)
-        failed = True
-        try:
-            for unit in units:
-                if isinstance(unit, graphs.Segment):
-                    _segment(plan, unit, state)
-                elif unit.backend.name == "cupy":
-                    _gpu_step(plan, unit, state)
-                else:
-                    _cpu_step(plan, unit, state)
-            failed = False
-        finally:
-            if failed:
-                try:
-                    if settle is not None:
-                        settle(True)
-                    _synchronize(plan, state)
-                except Exception:  # the op's own error is the one to report
-                    pass
-            else:
-                if settle is not None:
-                    settle(False)
-                _synchronize(plan, state)
+        with _entered(plan, state):
+            _run_units(plan, state, use_graphs, settle)
         found = deferred.first_failure()
         if found is not None:
             step, exc = found
             raise operator_error(plan, step, exc) from exc
+
+
+def _run_units(plan, state, use_graphs, settle):
+    """Enqueue the plan's ops (graph segments from its second run when graphs are on),
+    then wait for every stream; `settle(failed)` first."""
+    units = plan.steps
+    runs = plan._cuda_runs = getattr(plan, "_cuda_runs", 0) + 1
+    if runs > 1 and use_graphs:
+        units = graphs.segments(plan)  # (after a run: every blob is where it lives)
+    failed = True
+    try:
+        for unit in units:
+            if isinstance(unit, graphs.Segment):
+                _segment(plan, unit, state)
+            elif unit.backend.name == "cupy":
+                _gpu_step(plan, unit, state)
+            else:
+                _cpu_step(plan, unit, state)
+        failed = False
+    finally:
+        if failed:
+            try:
+                if settle is not None:
+                    settle(True)
+                _synchronize(plan, state)
+            except Exception:  # the op's own error is the one to report
+                pass
+        else:
+            if settle is not None:
+                settle(False)
+            _synchronize(plan, state)
