@@ -41,3 +41,22 @@ def test_flag_rows_records_the_first_bad_position(dtype):
     ok = cp.full((1,), np.iinfo(np.int64).max, dtype=np.int64)
     flag_rows(cp, cp.asarray(np.clip(idx, 0, 499)), 500, ok)
     assert int(ok.get()[0]) == np.iinfo(np.int64).max
+
+
+def test_host_values_on_cupy_arrays():
+    """graphnet.executors.cuda.host_values relies on CuPy's views sharing their
+    allocation object (data.mem) and on weak references to arrays."""
+    import gc
+    from graphnet.executors.cuda import host_values
+    idx = np.arange(20, dtype=np.int64) * 7
+    a = cp.asarray(idx)
+    host_values.remember(a, idx.copy())
+    np.testing.assert_array_equal(host_values.lookup(a.reshape(4, 5)), idx.reshape(4, 5))
+    assert host_values.lookup(a[3:]) is None
+    assert index_stats(cp, a)[2:4] == (0, 133)  # answered from the host's copy
+    host_values.forget(a[10:])  # a view of the same allocation
+    assert host_values.lookup(a) is None
+    host_values.remember(a, idx.copy())
+    del a
+    gc.collect()
+    assert not host_values._by_ptr
