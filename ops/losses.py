@@ -82,7 +82,7 @@ def _(args, x, y):
 def squared_l2_distance(ctx, args, x, y):
     n, d = _l2_rows("SquaredL2Distance", x, y)
     diff = (x - y).reshape(n, d)
-    return (0.5 * (diff * diff).sum(axis=1)).astype(np.float32)
+    return (0.5 * (diff * diff).sum(axis=1)).astype(np.float32, copy=False)
 
 
 @SQUARED_L2_GRAD.shape
@@ -135,9 +135,23 @@ def averaged_loss_gradient(ctx, args, x, dl):
     expect_loss_type("AveragedLossGradient", "X", x, 0)
     dl = first_value("AveragedLossGradient", "dLoss", dl, 1)
     # Caffe2 scaled in double (1.0 / X.size()) and stored the float result; computed
-    # where dLoss lives, so a GPU never waits for it to come back to the host
-    value = (dl.astype(np.float64) * (1.0 / x.size if x.size else 0.0)).astype(np.float32)
+    # where dLoss lives, so a GPU never waits for it to come back to the host, unless
+    # the host knows it (the loss gradient's ConstantFill): one fill then
+    scale = 1.0 / x.size if x.size else 0.0
+    known = _host_known(ctx, dl)
+    if known is not None:
+        return ctx.xp.full(x.shape, np.float32(np.float64(known) * scale), np.float32)
+    value = (dl.astype(np.float64) * scale).astype(np.float32)
     return ctx.xp.broadcast_to(value, x.shape).copy()
+
+
+def _host_known(ctx, array):
+    """The value of a GPU array the host uploaded or filled (graphnet.executors.cuda.
+    host_values), else None; None on numpy too (the array is on the host already)."""
+    if ctx.xp is np:
+        return None
+    from graphnet.executors.cuda import host_values
+    return host_values.lookup(array)
 
 
 @AVERAGED_LOSS.gradient

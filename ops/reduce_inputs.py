@@ -41,8 +41,11 @@ def sum_(ctx, args, *xs):
     _sum_checks("Sum", xs)
     xp = ctx.xp
     # inputs on other devices: xp.asarray moves them to the op's device (CuPy)
-    out = xp.array(xs[0], copy=True)
-    for x in xs[1:]:
+    if len(xs) == 1:
+        return xp.array(xs[0], copy=True)
+    # one call, not a copy and an add (asarray: numpy gives a scalar for 0-d inputs)
+    out = xp.asarray(xp.add(xp.asarray(xs[0]), xp.asarray(xs[1])))
+    for x in xs[2:]:
         out += xp.asarray(x)
     return out
 

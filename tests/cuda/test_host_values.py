@@ -122,6 +122,26 @@ def test_fed_index_blobs_are_checked_without_reading_the_device(fake, reads):
     assert fake.launches.count("segment_starts") == 2
 
 
+def test_a_loss_gradient_the_host_knows_is_one_fill(fake, monkeypatch):
+    """AveragedLossGradient of a fed dLoss: Caffe2's double-precision scaling done on
+    the host, one fill on the device (else three CuPy calls and a broadcast copy)."""
+    x = np.random.default_rng(6).standard_normal((7, 3)).astype(F32)
+    workspace.FeedBlob("x", x, gpu(0))
+    workspace.FeedBlob("dl", np.array([0.3], F32), gpu(0))
+    net = core.Net("avg_grad")
+    with core.DeviceScope(gpu(0)):
+        net.AveragedLossGradient(["x", "dl"], "dx")
+    workspace.CreateNet(net)
+    calls = []
+    access = fake._access
+    monkeypatch.setattr(fake, "_access", lambda stream, reads, writes, label: (
+        calls.append(label.split("(")[0]), access(stream, reads, writes, label))[1])
+    workspace.RunNet(net.Name())
+    assert calls == ["cupy.full"]
+    want = np.float32(np.float64(np.float32(0.3)) * (1.0 / 21))
+    np.testing.assert_array_equal(workspace.FetchBlob("dx"), np.full((7, 3), want, F32))
+
+
 def test_a_copy_to_another_gpu_keeps_what_the_host_knows(fakes):
     rng = np.random.default_rng(2)
     idx = rng.integers(0, 9, 12).astype(np.int32)
