@@ -19,8 +19,8 @@ from graphnet.errors import EnforceError
 
 from ._cuda import INDEX_TYPES, CudaSource, index_type, launch, null_flag, variants
 
-__all__ = ["index_stats", "flag_rows", "deferred_checks", "deferred_flag", "host_error",
-           "to_numpy", "capturing"]
+__all__ = ["index_stats", "known_stats", "flag_rows", "deferred_checks", "deferred_flag",
+           "host_error", "to_numpy", "capturing"]
 
 CHECKS_CUDA = CudaSource("index_checks", r"""
 #define GN_I64_MAX 9223372036854775807LL
@@ -103,7 +103,7 @@ def index_stats(cp, indices=None, lengths=None, scalar=None):
     input gives the sentinels (2**63 - 1, 0, 2**63 - 1, -2**63). Inputs whose values
     the host uploaded (graphnet.executors.cuda.host_values) are answered from those,
     without a kernel or a wait for the device."""
-    known = _host_stats(indices, lengths, scalar)
+    known = known_stats(indices, lengths, scalar)
     if known is not None:
         return known
     out = cp.empty((5,), dtype=np.int64)
@@ -137,9 +137,10 @@ def _low_total(host):
     return int(lengths.min()), int(lengths.sum(dtype=np.int64))
 
 
-def _host_stats(indices, lengths, scalar):
+def known_stats(indices=None, lengths=None, scalar=None):
     """index_stats from the host's copies of the inputs, or None when one is unknown
-    (the min/max and min/sum of an upload are computed once and kept with it)."""
+    (the min/max and min/sum of an upload are computed once and kept with it). Free
+    when known: deferred checks skip their kernels then."""
     from graphnet.executors.cuda import host_values
     first, last, low, total, value = _I64_MAX, _I64_MIN, _I64_MAX, 0, 0.0
     if indices is not None and indices.size:

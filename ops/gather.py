@@ -18,7 +18,7 @@ from ._common import (F32, I32, INDEX_TYPES, check_dispatch, check_type, checked
                       compiled_scatter_add, cpp_name, device_rows_valid, numel,
                       rows_valid)
 from ._cuda_checks import (deferred_checks, deferred_flag, flag_rows, host_error,
-                           index_stats, to_numpy)
+                           index_stats, known_stats, to_numpy)
 from ._fused import INT32, fill_zero_vm, rows_in_range, vm_helper, vm_kernel
 
 
@@ -91,12 +91,13 @@ def _geometry(data, indices, axis, match_outer, min_dims=1):
 def _checked_indices(xp, indices, n, wrap):
     """INDICES as int64, negatives wrapped when asked, all inside [0, n)."""
     idx = indices.astype(np.int64, copy=False)
-    if xp is not np and idx.size and not deferred_checks():
-        # the bounds of INDICES as given (the host's copy of a fed blob, else one
-        # transfer): wrapped, [-n, n) is valid; without negatives nothing to wrap
-        _, _, first, last, _ = index_stats(xp, idx)
-        if (-n if wrap else 0) <= first and last < n:
-            return xp.where(idx < 0, idx + n, idx) if wrap and first < 0 else idx
+    if xp is not np and idx.size:
+        # the bounds of INDICES as given: from the host's copy of a fed blob, else (sync
+        # checks) one transfer; wrapped, [-n, n) is valid; without negatives nothing
+        # to wrap. Deferred checks of unknown indices are the kernels' (below).
+        stats = known_stats(idx) if deferred_checks() else index_stats(xp, idx)
+        if stats is not None and (-n if wrap else 0) <= stats[2] and stats[3] < n:
+            return xp.where(idx < 0, idx + n, idx) if wrap and stats[2] < 0 else idx
     if wrap:
         idx = xp.where(idx < 0, idx + n, idx)
     if idx.size == 0 or (xp is np and rows_valid(idx.reshape(-1), n)):

@@ -122,6 +122,28 @@ def test_fed_index_blobs_are_checked_without_reading_the_device(fake, reads):
     assert fake.launches.count("segment_starts") == 2
 
 
+def test_deferred_checks_of_known_indices_launch_nothing_unless_they_fail(fake):
+    settings.set_checks_mode("deferred")
+    rng = np.random.default_rng(7)
+    table = rng.standard_normal((9, 2)).astype(F32)
+    workspace.FeedBlob("t", table, gpu(0))
+    net = core.Net("deferred_gather")
+    with core.DeviceScope(gpu(0)):
+        net.Gather(["t", "i"], "rows")
+    for k, idx in enumerate([np.array([8, 0, 3, -9], np.int64),  # (negatives wrap)
+                             np.array([4, 9, 1], np.int64)]):
+        workspace.FeedBlob("i", idx, gpu(0))
+        if k == 0:
+            workspace.CreateNet(net)
+            workspace.RunNet(net.Name())
+            np.testing.assert_array_equal(workspace.FetchBlob("rows"), table[idx])
+            assert "flag_rows_i64" not in fake.launches  # known, valid: nothing to flag
+        else:
+            with pytest.raises(OperatorError, match=r"out of DATA bounds, id=9 axis_dim=9"):
+                workspace.RunNet(net.Name())
+            assert fake.launches.count("flag_rows_i64") == 1
+
+
 def test_a_loss_gradient_the_host_knows_is_one_fill(fake, monkeypatch):
     """AveragedLossGradient of a fed dLoss: Caffe2's double-precision scaling done on
     the host, one fill on the device (else three CuPy calls and a broadcast copy)."""
