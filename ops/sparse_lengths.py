@@ -17,7 +17,8 @@ from ._common import (F32, I32, INDEX_TYPES, PREFETCH_AHEAD, check_dispatch, che
                       checked, compiled_loop, compiled_segments_check,
                       device_segments_valid, dtype_names, gather_rows, lengths_low_total, numel,
                       segment_sum, segments_valid, size_from_dim)
-from ._cuda_checks import deferred_checks, deferred_flag, host_error, to_numpy
+from ._cuda_checks import (deferred_checks, deferred_flag, host_error, known_stats,
+                           to_numpy)
 from ._fused import INT32, fill_zero_vm, vm_bind, vm_helper, vm_kernel
 
 _DATA_TYPES = (F32, np.dtype(np.float16))
@@ -180,11 +181,21 @@ def _inverse_lengths(xp, lengths):
 
 # --- forward ops ------------------------------------------------------------------
 
-def _defer(xp, lengths, rows):
+def _defer(xp, lengths, rows, n, indices=None):
     """Checks made by a GPU kernel (deferred) rather than before it; a kernel with no
-    thread (no segment, empty rows) checks nothing, so those check first."""
-    return (xp is not np and deferred_checks() and lengths.shape[0] > 0
-            and size_from_dim(rows.shape, 1) > 0)
+    thread (no segment, empty rows) checks nothing, so those check first, and so do
+    inputs the host knows to be valid (fed from it: the check is free and passes).
+    n: the INDICES count; indices: given when their rows are checked (against
+    rows.shape[0])."""
+    if not (xp is not np and deferred_checks() and lengths.shape[0] > 0
+            and size_from_dim(rows.shape, 1) > 0):
+        return False
+    known = known_stats(indices, lengths)
+    if known is None:
+        return True
+    low, total, first, last, _ = known
+    return not (low >= 0 and total == n and (
+        indices is None or not indices.size or 0 <= first <= last < rows.shape[0]))
 
 
 def _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx=None,
@@ -245,7 +256,7 @@ def _forward_kernel(op_type, weighted, mean, pool):
     def kernel(ctx, args, data, *rest):
         xp = ctx.xp
         weights, (indices, lengths) = (rest[0], rest[1:]) if weighted else (None, rest)
-        defer = _defer(xp, lengths, data)
+        defer = _defer(xp, lengths, data, indices.shape[0] if indices.ndim else 1, indices)
         ok = _validate_forward(xp, op_type, slots, data, indices, lengths, weights, ctx,
                                defer)
         shape = (lengths.shape[0],) + tuple(data.shape[1:])
@@ -362,7 +373,8 @@ def _gradient_kernel(op_type, weighted, mean, repeat):
         checked(ctx, (dy.shape, dy.dtype, lengths.shape, lengths.dtype),
                 lambda: _check_segment_grads(op_type, dy, lengths, dy_slot, len_slot))
         flag = None
-        if with_indices and _defer(xp, lengths, dy):
+        n = inputs[-1].shape[0] if with_indices and inputs[-1].ndim else 0
+        if with_indices and _defer(xp, lengths, dy, n):
             # sized by INDICES, as Caffe2's CUDA kernels were; segments checked there
             low, total = 0, inputs[-1].shape[0]
             flag = deferred_flag(xp, lambda _: host_error(lambda: _check_lengths_total(

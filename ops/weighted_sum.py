@@ -314,7 +314,7 @@ def scatter_weighted_sum(ctx, args, *xs):
 
 from graphnet.errors import EnforceError as _EnforceError  # noqa: E402
 
-from ._cuda_checks import index_stats  # noqa: E402
+from ._cuda_checks import index_stats, known_stats  # noqa: E402
 from ._cuda_scatter import (deterministic, scale_rows, scatter_add_rows,  # noqa: E402
                             sorted_runs)
 
@@ -351,8 +351,10 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
         w0_is_one = w0 == 1.0
     else:
         shape = tuple(x0.shape)
-        flag = checks.new_flag(xp, lambda j: _EnforceError(
-            _bounds_message(j, int(idx[j]), n, shape), input_index=2))
+        known = known_stats(idx)  # (fed from the host: valid indices need no flag)
+        if known is None or not 0 <= known[2] <= known[3] < n:
+            flag = checks.new_flag(xp, lambda j: _EnforceError(
+                _bounds_message(j, int(idx[j]), n, shape), input_index=2))
         w0 = host_values.lookup(xs[1])  # (None under capture: a replay may see others)
         w0_is_one = w0 is not None and np.float32(w0.reshape(-1)[0]) == np.float32(1.0)
     data = xp.ascontiguousarray(x0).reshape(n, block)

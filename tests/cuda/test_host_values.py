@@ -144,6 +144,34 @@ def test_deferred_checks_of_known_indices_launch_nothing_unless_they_fail(fake):
             assert fake.launches.count("flag_rows_i64") == 1
 
 
+def test_deferred_embedding_checks_of_known_inputs(fake, reads):
+    """Deferred checks: an embedding op and its gradient whose fed INDICES and LENGTHS
+    the host knows to be valid register no flag (the run reads nothing back); known
+    bad ones keep the deferred behaviour, reported when the run ends."""
+    settings.set_checks_mode("deferred")
+    rng = np.random.default_rng(8)
+    table = rng.standard_normal((10, 4)).astype(F32)
+    lengths = np.array([2, 0, 3], np.int32)
+    dy = rng.standard_normal((3, 4)).astype(F32)
+    for name, value in (("t", table), ("l", lengths), ("dy", dy)):
+        workspace.FeedBlob(name, value, gpu(0))
+    net = core.Net("deferred_sls")
+    with core.DeviceScope(gpu(0)):
+        net.SparseLengthsSum(["t", "i", "l"], "y")
+        net.SparseLengthsIndicesInGradientSumGradient(["dy", "l", "i"], "g")
+    idx = np.array([9, 0, 4, 4, 1], np.int64)
+    workspace.FeedBlob("i", idx, gpu(0))
+    workspace.CreateNet(net)
+    workspace.RunNet(net.Name())
+    assert reads == []
+    np.testing.assert_allclose(workspace.FetchBlob("y"), sls_reference(table, idx, lengths),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(workspace.FetchBlob("g"), np.repeat(dy, lengths, axis=0))
+    workspace.FeedBlob("i", np.array([9, 0, 4, 10, 1], np.int64), gpu(0))
+    with pytest.raises(OperatorError, match=r"(?s)out of bounds: 10.*SparseLengthsSum"):
+        workspace.RunNet(net.Name())  # (the kernel flagged it: read when the run ended)
+
+
 def test_a_loss_gradient_the_host_knows_is_one_fill(fake, monkeypatch):
     """AveragedLossGradient of a fed dLoss: Caffe2's double-precision scaling done on
     the host, one fill on the device (else three CuPy calls and a broadcast copy)."""
