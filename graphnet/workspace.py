@@ -176,9 +176,12 @@ class Workspace(object):
                 backend = backend_for(device)
             except GraphnetError as exc:
                 raise GraphnetError("FeedBlob('%s'): %s" % (name, exc))
-            if not shared:
-                arr = np.array(arr, copy=True, order="C")
-            value = backend.from_host(arr, device)
+            if not shared and not (backend.name == "cupy" and device.is_gpu
+                                   and arr.dtype != object):
+                arr = np.array(arr, copy=True, order="C")  # (a GPU copies it anyway)
+            old = self._blobs.get(name)
+            value = backend.from_host(arr, device, None if old is None or
+                                      old.device != device else old.value)
         blob = self._store(name, value, device)
         if _distributed[0] is not None:
             _distributed[0].fed(self, name, blob)

@@ -43,7 +43,7 @@ class NumpyBackend(object):
     def to_host(self, value):
         return to_numpy(value)
 
-    def from_host(self, array, device):
+    def from_host(self, array, device, into=None):
         return array
 
 

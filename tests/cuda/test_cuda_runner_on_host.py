@@ -28,6 +28,7 @@ from graphnet.executors.cuda import copies, graphs, settings
 from graphnet.executors.cuda.runner import profile
 from graphnet.ops import concat_split
 
+from . import fakecuda
 from .standin import CPU, GPU_GRAPHS, GPU_RUNTIME, gpu, installed as _installed, plan_of
 
 pytestmark = pytest.mark.usefixtures("compiled_kernels")
@@ -423,6 +424,39 @@ def test_values_replaced_during_a_run_are_kept_until_it_synchronizes(fake, monke
 class _Dropping(list):
     def append(self, value):
         pass
+
+
+def test_a_batch_fed_into_a_graph_input_lands_where_the_graph_reads_it(fake, monkeypatch):
+    """Once captured, FeedBlob of a same-shaped batch writes the graph's input buffer
+    itself (Caffe2's feeder reused a tensor's memory too): no device-to-device copy
+    before the replay, the same results; a new shape still gets a new array."""
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    net = GPU_GRAPHS._mlp_net()
+    copies_d2d = []
+    memcpy = fake._memcpy
+
+    def counted(dst, dst_device, src, src_device, size, kind, stream, name):
+        if kind == fakecuda.D2D:
+            copies_d2d.append(size)
+        return memcpy(dst, dst_device, src, src_device, size, kind, stream, name)
+    monkeypatch.setattr(fake, "_memcpy", counted)
+    buffers = []
+    for run, batch in enumerate((4, 4, 4, 4, 7)):
+        x = rng.standard_normal((batch, 5)).astype(np.float32)
+        GPU_GRAPHS._feed_mlp(x, w, b)
+        buffers.append(workspace._ws()._blobs["x"].value)
+        if run == 0:
+            workspace.CreateNet(net)
+        del copies_d2d[:]
+        workspace.RunNet(net.Name())
+        want = 0.5 * np.maximum(x @ w.T + b, 0)
+        np.testing.assert_allclose(workspace.FetchBlob("y"), want, rtol=1e-5, atol=1e-6)
+        if run == 3:  # (captured in run 1; fed in place since)
+            assert buffers[3] is buffers[2] and copies_d2d == []
+    assert buffers[4] is not buffers[3] and buffers[1] is not buffers[0]
 
 
 def test_new_split_sizes_drop_the_graph_and_it_is_captured_again(fake):

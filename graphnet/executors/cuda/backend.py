@@ -6,7 +6,7 @@ on the current stream (the op's). Imports copies; cupy comes from the runtime.
 
 import numpy as np
 
-from graphnet.executors.cuda import copies
+from graphnet.executors.cuda import copies, graphs
 
 __all__ = ["CupyBackend"]
 
@@ -43,10 +43,13 @@ class CupyBackend(object):
     def to_host(self, value):
         return copies.to_host(self.rt, value, self._stream())
 
-    def from_host(self, array, device):
+    def from_host(self, array, device, into=None):
         """A device copy of host `array` through a pinned buffer: on the device's own
         stream (FeedBlob), or within a net run on the op's stream, whose event the
-        runner records as the writer of the op's outputs."""
+        runner records as the writer of the op's outputs. `into` (FeedBlob: the blob's
+        current value) is overwritten instead when it is a captured graph's input
+        buffer of the same shape and type: the graph then reads the batch where it
+        is, with no copy before its replay."""
         if not device.is_gpu:
             return array
         logical = device.id
@@ -54,4 +57,9 @@ class CupyBackend(object):
         if copies.in_run():  # the op's device stays current: the stream is its
             return copies.to_device(self.rt, array, physical, self._stream())
         with self.xp.cuda.Device(physical):
-            return copies.to_device(self.rt, array, physical, self.rt.stream(logical))
+            stream = self.rt.stream(logical)
+            if (into is not None and graphs.feeds_in_place(into)
+                    and into.shape == array.shape and into.dtype == array.dtype
+                    and into.device.id == physical and into.flags.c_contiguous):
+                return copies.overwrite(self.rt, np.asarray(array), into, stream)
+            return copies.to_device(self.rt, array, physical, stream)

@@ -15,7 +15,8 @@ import numpy as np
 
 from graphnet.executors.cuda import host_values, settings
 
-__all__ = ["to_device", "to_host", "retain", "run_scope", "in_run", "H2D", "D2H", "D2D"]
+__all__ = ["to_device", "overwrite", "to_host", "retain", "run_scope", "in_run", "H2D",
+           "D2H", "D2D"]
 
 H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
 _local = threading.local()
@@ -101,6 +102,20 @@ def to_device(rt, value, dst, stream):
     retain(value, stream)  # the source must outlive the copy even if its blob moves on
     if known is not None:
         host_values.remember(out, known)
+    return out
+
+
+def overwrite(rt, host, out, stream):
+    """Host array `host` copied into the existing C-contiguous device array `out` of
+    its shape and dtype (through a pinned buffer, on `stream`); returns out."""
+    pinned = rt.pinned_empty(host.shape, host.dtype)
+    pinned[...] = host
+    host_values.forget(out)
+    if out.size:
+        rt.cp.cuda.runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, _nbytes(out), H2D,
+                                       stream.ptr)
+        retain(pinned, stream)
+        host_values.remember(out, pinned)
     return out
 
 

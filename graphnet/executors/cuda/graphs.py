@@ -38,6 +38,8 @@ launches per op, which is most of a small net's step time on a GPU.
 Imports the cuda package modules and run.run_step.
 """
 
+import weakref
+
 import numpy as np
 
 from graphnet.devices import device_name
@@ -45,9 +47,38 @@ from graphnet.executors.cuda import checks, copies, host_values, settings
 from graphnet.executors.run import run_step
 
 __all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
-           "UNSTABLE", "captured_state", "dynamic_steps", "split_dynamic"]
+           "UNSTABLE", "captured_state", "dynamic_steps", "split_dynamic", "feeds_in_place"]
 
 UNSTABLE = 3  # graphs in a row dropped for new shapes after < 2 launches: eager for good
+
+# Input buffers of live graphs: FeedBlob writes a new batch of the same shape into the
+# buffer itself (as Caffe2's feeder reused a tensor's memory) instead of a new array
+# that each replay would copy in. id(buffer) -> [weak reference, segments using it].
+_fed_in_place = {}
+
+
+def feeds_in_place(array):
+    """True when `array` is an input buffer of a captured graph (see _fed_in_place)."""
+    entry = _fed_in_place.get(id(array))
+    return entry is not None and entry[0]() is array
+
+
+def _hold_inputs(seg, on):
+    for _, buffer in seg.inputs:
+        key = id(buffer)
+        entry = _fed_in_place.get(key)
+        if entry is None or entry[0]() is not buffer:
+            if not on:
+                continue
+
+            def gone(ref, key=key):
+                held = _fed_in_place.get(key)
+                if held is not None and held[0] is ref:
+                    del _fed_in_place[key]
+            entry = _fed_in_place[key] = [weakref.ref(buffer, gone), 0]
+        entry[1] += 1 if on else -1
+        if entry[1] <= 0:
+            del _fed_in_place[key]
 
 
 class Segment(object):
@@ -84,6 +115,8 @@ class Segment(object):
 
     def forget(self):
         """No graph: the next run is eager, the one after captures again."""
+        if self.graph is not None:
+            _hold_inputs(self, False)
         self.graph = None
         self.inputs, self.outputs, self.checks, self.keep = [], [], [], []
         self.host_inputs = []
@@ -415,6 +448,7 @@ def _capture(plan, seg, state, stream, upload):
         return False
     seg.graph, seg.keep = graph, keep
     seg.inputs, seg.host_inputs, seg.names = inputs, host_inputs, names
+    _hold_inputs(seg, True)
     seg.baked = _baked()
     seg.outputs = [(blob, blob.value, blob.device) for blob in outputs]
     seg.checks = list(found.items)
