@@ -19,7 +19,8 @@ launches per op, which is most of a small net's step time on a GPU.
 * Before each replay, every blob the segment reads before writing it (fed data,
   parameters, a learning rate an eager op just wrote) is compared with the buffer
   the graph reads: a new value of the same shape and dtype is copied into that
-  buffer on the stream; a new shape drops the graph (the segment runs eagerly and
+  buffer on the stream (FeedBlob writes such a batch into the buffer itself:
+  feeds_in_place); a new shape drops the graph (the segment runs eagerly and
   is captured again on the run after). The steps whose shapes changed then leave
   the segments for good (split_dynamic: DLRM's INDICES with bags of random sizes
   keep the embedding ops eager, the rest replays), and a segment whose graphs keep
