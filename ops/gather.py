@@ -274,7 +274,8 @@ def batch_gather_gradient(ctx, args, data, indices, grad, scatter):
         return xp.zeros(data.shape, dtype=data.dtype)
     idx = _checked_indices(xp, indices, geo.n, False).reshape(-1, geo.count)
     # rows of the (outer * n, block) view
-    rows = idx if geo.outer == 1 else xp.arange(geo.outer).reshape(-1, 1) * geo.n + idx
+    rows = (idx if geo.outer == 1 else
+            xp.arange(0, geo.outer * geo.n, geo.n).reshape(-1, 1) + idx)
     out = scatter(xp, rows.reshape(-1), grad.reshape(-1, geo.block), geo.outer * geo.n)
     return out.reshape(data.shape)
 
