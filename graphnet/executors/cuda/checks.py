@@ -138,11 +138,11 @@ def new_flag(cp, describe):
     is registered only in deferred mode (inside a run). Under capture each flag is
     its own fill, which every replay of the graph repeats."""
     checks = getattr(_local, "checks", None)
-    if checks is None or sync_checks():
-        return cp.full((1,), NO_ERROR, dtype=np.int64)
-    flag = (cp.full((1,), NO_ERROR, dtype=np.int64) if is_capturing()
-            else checks.slot(cp))
-    checks.items.append((current_step(), flag, describe))
+    registered = checks is not None and not sync_checks()
+    flag = (checks.slot(cp) if registered and not is_capturing()
+            else cp.full((1,), NO_ERROR, dtype=np.int64))
+    if registered:
+        checks.items.append((current_step(), flag, describe))
     return flag
 
 

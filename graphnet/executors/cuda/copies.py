@@ -71,14 +71,7 @@ def to_device(rt, value, dst, stream):
             return host  # strings stay on the host, as Caffe2 kept them in CPU blobs
         with cp.cuda.Device(dst):
             out = cp.empty(host.shape, host.dtype)
-        if host.size:
-            pinned = rt.pinned_empty(host.shape, host.dtype)
-            pinned[...] = host
-            runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, _nbytes(host), H2D,
-                                stream.ptr)
-            retain(pinned, stream)
-            host_values.remember(out, pinned)  # (index blobs: checked on the host)
-        return out
+        return overwrite(rt, host, out, stream)
     src = value.device.id
     known = host_values.lookup(value)
     if not value.flags.c_contiguous:
@@ -106,12 +99,14 @@ def to_device(rt, value, dst, stream):
 
 
 def overwrite(rt, host, out, stream):
-    """Host array `host` copied into the existing C-contiguous device array `out` of
-    its shape and dtype (through a pinned buffer, on `stream`); returns out."""
-    pinned = rt.pinned_empty(host.shape, host.dtype)
-    pinned[...] = host
+    """Host array `host` copied into the C-contiguous device array `out` of its shape
+    and dtype (through a pinned buffer, on `stream`); returns out. The pinned copy is
+    what the host knows of `out` from then on (host_values: index blobs are checked
+    on the host)."""
     host_values.forget(out)
     if out.size:
+        pinned = rt.pinned_empty(host.shape, host.dtype)
+        pinned[...] = host
         rt.cp.cuda.runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, _nbytes(out), H2D,
                                        stream.ptr)
         retain(pinned, stream)

@@ -320,20 +320,15 @@ def _refresh(seg, state, stream):
         if isinstance(value, cp.ndarray):
             known = host_values.lookup(value)
             value = cp.ascontiguousarray(value)
-            kind = copies.D2D
-            source = value.data.ptr
+            host_values.forget(buffer)  # overwritten: it now holds what `value` holds
+            if buffer.nbytes:
+                cp.cuda.runtime.memcpyAsync(buffer.data.ptr, value.data.ptr, buffer.nbytes,
+                                            copies.D2D, stream.ptr)
+            if known is not None:
+                host_values.remember(buffer, known)
+            state.scope.retained.append(value)  # read by the copy until the run syncs
         else:
-            value = known = state.rt.pinned_empty(value.shape, value.dtype)
-            value[...] = blob.value
-            kind = copies.H2D
-            source = value.ctypes.data
-        host_values.forget(buffer)  # overwritten: it now holds what `value` holds
-        if buffer.nbytes:
-            cp.cuda.runtime.memcpyAsync(buffer.data.ptr, source, buffer.nbytes, kind,
-                                        stream.ptr)
-        if known is not None:
-            host_values.remember(buffer, known)
-        state.scope.retained.append(value)  # read by the copy until the run syncs
+            copies.overwrite(state.rt, value, buffer, stream)  # (kept by the run's scope)
         blob.value = buffer
     return None
 

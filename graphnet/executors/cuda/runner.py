@@ -56,16 +56,15 @@ def uses_cuda(plan):
 
 
 class _RunState(object):
-    __slots__ = ("rt", "writes", "reads", "last", "scope", "single", "entered")
+    __slots__ = ("rt", "writes", "reads", "last", "scope", "entered")
 
-    def __init__(self, rt, scope, single):
+    def __init__(self, rt, scope):
         self.rt = rt
         self.writes = {}  # id(blob) -> (stream, event or None) of its last GPU write
         self.reads = {}   # id(blob) -> {logical: event after a GPU read}
         self.last = {}    # logical -> last step enqueued on its stream
         self.scope = scope
-        self.single = single  # one logical GPU: one stream, no events
-        self.entered = None  # that GPU's stream, current for the whole run (see _entered)
+        self.entered = None  # a one-GPU run's stream, current throughout (see _entered)
 
 
 def _one_stream(plan):
@@ -79,13 +78,13 @@ def _one_stream(plan):
 
 
 class _entered(object):
-    """with _entered(plan, state): ... -- a one-GPU run, unprofiled, makes its device and
-    stream current once for all its ops (state.entered), instead of entering and
-    leaving both around each op; otherwise nothing."""
+    """with _entered(plan, state, single): ... -- a one-GPU run (`single`), unprofiled,
+    makes its device and stream current once for all its ops (state.entered), no
+    events, instead of entering and leaving both around each op; otherwise nothing."""
 
-    def __init__(self, plan, state):
+    def __init__(self, plan, state, single):
         self.contexts = []
-        if state.single and _PROFILE[0] is None:
+        if single and _PROFILE[0] is None:
             step = next((s for s in plan.steps if s.backend.name == "cupy"), None)
             if step is not None:
                 rt = state.rt
@@ -148,8 +147,7 @@ def _gpu_step(plan, step, state):
             if reader != logical:
                 waits[id(event)] = event
         if blob.value is not None:
-            state.scope.retained.append(blob.value)
-            host_values.forget(blob.value)  # the op may update it in place
+            _outgoing(state, blob.value)
     cp = rt.cp
     with cp.cuda.Device(physical):
         for event in waits.values():
@@ -175,6 +173,14 @@ def _gpu_step(plan, step, state):
         state.reads[id(blob)] = {}
 
 
+def _outgoing(state, value):
+    """An output's current value, which the op replaces or updates in place: kept until
+    the run synchronizes (a reader on another stream may still use it), and no longer
+    known to the host."""
+    state.scope.retained.append(value)
+    host_values.forget(value)
+
+
 def _run(plan, step, cp, physical):
     """run_step, the current step known to the deferred checks; a CUDA error names the
     op's device and what CUDA allows after it."""
@@ -198,8 +204,7 @@ def _entered_step(plan, step, state, stream):
     events, nothing to wait for, no context to enter."""
     for blob in step.out_blobs:
         if blob.value is not None:
-            state.scope.retained.append(blob.value)
-            host_values.forget(blob.value)  # the op may update it in place
+            _outgoing(state, blob.value)
     moved = _upload_host_inputs(plan, state, step, stream)
     _run(plan, step, state.rt.cp, state.rt.physical_of(step.device.id))
     state.last[step.device.id] = step
@@ -270,8 +275,8 @@ def run_cuda_plan(plan, settle=None):
     use_graphs = single and _PROFILE[0] is None and settings.cuda_graphs()
     with copies.run_scope() as scope, checks.collect() as deferred, \
             checks.deferring(use_graphs):
-        state = _RunState(rt, scope, single)
-        with _entered(plan, state):
+        state = _RunState(rt, scope)
+        with _entered(plan, state, single):
             _run_units(plan, state, use_graphs, settle)
         found = deferred.first_failure()
         if found is not None:
