@@ -106,17 +106,23 @@ class CudaSource(object):
         self.code = PRELUDE + code
         self.options = tuple(options)
         self._modules = {}
+        self._functions = {}  # (device, kernel name) -> RawKernel
         SOURCES[name] = self
 
     def function(self, fn_name):
-        """The compiled kernel `fn_name` for the current CUDA device."""
+        """The compiled kernel `fn_name` for the current CUDA device. Kept: CuPy's
+        get_function builds a new RawKernel and looks its compiled code up on every
+        call, several microseconds per launch."""
         cp = cupy_module()
-        device = cp.cuda.Device().id
-        module = self._modules.get(device)
-        if module is None:
-            module = self._modules[device] = cp.RawModule(code=self.code,
-                                                          options=self.options)
-        return module.get_function(fn_name)
+        key = (cp.cuda.Device().id, fn_name)
+        kernel = self._functions.get(key)
+        if kernel is None:
+            module = self._modules.get(key[0])
+            if module is None:
+                module = self._modules[key[0]] = cp.RawModule(code=self.code,
+                                                              options=self.options)
+            kernel = self._functions[key] = module.get_function(fn_name)
+        return kernel
 
 
 def cupy_module():

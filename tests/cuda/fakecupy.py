@@ -364,8 +364,10 @@ class FakeCupy(object):
 
 def install(monkeypatch, fake):
     """ops._cuda.cupy_module() returns `fake`, and every CudaSource starts with an
-    empty module cache (restored by monkeypatch: nothing leaks between tests)."""
+    empty module and kernel cache (restored by monkeypatch: nothing leaks between
+    tests)."""
     monkeypatch.setattr(_cuda, "cupy_module", lambda: fake)
     for source in _cuda.SOURCES.values():
         monkeypatch.setattr(source, "_modules", {})
+        monkeypatch.setattr(source, "_functions", {})
     return fake

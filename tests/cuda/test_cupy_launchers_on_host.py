@@ -138,10 +138,13 @@ def test_fake_rejects_host_arrays_and_unknown_apis(cp):
 
 def test_modules_are_cached_per_device_and_cleared_between_tests(cp):
     source = _cuda_checks.CHECKS_CUDA
-    assert source._modules == {}
-    source.function("flag_rows_i32")
+    assert source._modules == {} and source._functions == {}
+    first = source.function("flag_rows_i32")
     source.function("flag_rows_i64")
     assert list(source._modules) == [0] and len(cp.modules) == 1
+    # a kernel is looked up once per device: the same object on every later call
+    assert source.function("flag_rows_i32") is first
+    assert sorted(source._functions) == [(0, "flag_rows_i32"), (0, "flag_rows_i64")]
     assert cp.modules[source.code].options == source.options
     assert cp.modules[source.code].host_module.name == "index_checks"
 

@@ -21,7 +21,19 @@ __all__ = ["NO_ERROR", "new_flag", "collect", "current_step", "set_current_step"
 
 NO_ERROR = np.iinfo(np.int64).max
 _POOL = 64  # flags filled at once for a run's deferred checks
-_local = threading.local()
+
+
+class _Local(threading.local):
+    """This thread's state; the class attributes are the defaults (reading a missing
+    attribute of a plain threading.local raises inside getattr, ten times the cost of
+    a hit, and these are read around every GPU op)."""
+    capturing = False
+    deferring = False
+    step = None
+    checks = None
+
+
+_local = _Local()
 
 
 def sync_checks():
@@ -29,7 +41,7 @@ def sync_checks():
     while this thread captures a CUDA graph, nothing captured may wait for the GPU,
     nor in a run with graphs on: see deferring)."""
     return (settings.checks_mode() == "sync" and not is_capturing()
-            and not getattr(_local, "deferring", False))
+            and not _local.deferring)
 
 
 class _ThreadFlag(object):
@@ -40,7 +52,7 @@ class _ThreadFlag(object):
         self.name, self.on = name, on
 
     def __enter__(self):
-        self.outer = getattr(_local, self.name, False)
+        self.outer = getattr(_local, self.name)
         setattr(_local, self.name, self.outer or self.on)
         return self
 
@@ -66,7 +78,7 @@ def deferring(on=True):
 
 def is_capturing():
     """True while this thread captures a CUDA graph (see capturing)."""
-    return getattr(_local, "capturing", False)
+    return _local.capturing
 
 
 def set_current_step(step):
@@ -74,7 +86,7 @@ def set_current_step(step):
 
 
 def current_step():
-    return getattr(_local, "step", None)
+    return _local.step
 
 
 class collect(object):
@@ -97,7 +109,7 @@ class collect(object):
         return pool[0][k:k + 1]
 
     def __enter__(self):
-        self.outer = getattr(_local, "checks", None)
+        self.outer = _local.checks
         _local.checks = self
         return self
 
@@ -137,7 +149,7 @@ def new_flag(cp, describe):
     builds the exception when the kernel wrote a bad position into it. The check
     is registered only in deferred mode (inside a run). Under capture each flag is
     its own fill, which every replay of the graph repeats."""
-    checks = getattr(_local, "checks", None)
+    checks = _local.checks
     registered = checks is not None and not sync_checks()
     flag = (checks.slot(cp) if registered and not is_capturing()
             else cp.full((1,), NO_ERROR, dtype=np.int64))
@@ -149,6 +161,6 @@ def new_flag(cp, describe):
 def add_items(items):
     """Register checks made earlier (a CUDA graph's, whose kernels reset and set their
     flags on every replay) with the run in progress."""
-    checks = getattr(_local, "checks", None)
+    checks = _local.checks
     if checks is not None:
         checks.items.extend(items)

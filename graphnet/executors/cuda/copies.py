@@ -19,7 +19,13 @@ __all__ = ["to_device", "overwrite", "to_host", "retain", "run_scope", "in_run",
            "D2H", "D2D"]
 
 H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
-_local = threading.local()
+
+
+class _Local(threading.local):
+    run = None  # the run_scope in progress (a default: no failed lookup per copy)
+
+
+_local = _Local()
 
 
 class run_scope(object):
@@ -29,7 +35,7 @@ class run_scope(object):
         self.retained = []
 
     def __enter__(self):
-        self.outer = getattr(_local, "run", None)
+        self.outer = _local.run
         _local.run = self
         return self
 
@@ -40,12 +46,12 @@ class run_scope(object):
 
 def in_run():
     """True within a net run (run_scope): the current stream is then the op's."""
-    return getattr(_local, "run", None) is not None
+    return _local.run is not None
 
 
 def retain(obj, stream):
     """Keep `obj` alive until `stream` finished the work enqueued so far."""
-    run = getattr(_local, "run", None)
+    run = _local.run
     if run is not None:
         run.retained.append(obj)
     else:

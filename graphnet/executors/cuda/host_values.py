@@ -23,6 +23,7 @@ is captured nothing is looked up: a replay would reuse the answer after the
 values changed.
 """
 
+import math
 import threading
 import weakref
 
@@ -117,10 +118,18 @@ def _record(array):
 def lookup(array):
     """A read-only host array holding `array`'s values, or None when unknown."""
     record = _record(array)
-    if record is None:
-        return None
-    host = record.host.reshape(-1)[:array.size].reshape(array.shape)
-    host.flags.writeable = False
+    return None if record is None else _view(record, array.shape)
+
+
+def _view(record, shape):
+    """The record's values as a read-only array of `shape` (its start), made once per
+    shape (the ops look the same blob up several times per run)."""
+    key = ("view", shape)
+    host = record.cache.get(key)
+    if host is None:
+        host = record.host.reshape(-1)[:math.prod(shape)].reshape(shape)
+        host.flags.writeable = False
+        record.cache[key] = host
     return host
 
 
@@ -131,10 +140,10 @@ def cached(array, key, compute):
     if record is None:
         return None
     if array.nbytes != record.nbytes:
-        return compute(lookup(array))
+        return compute(_view(record, array.shape))
     value = record.cache.get(key)
     if value is None:
-        value = record.cache[key] = compute(lookup(array))
+        value = record.cache[key] = compute(_view(record, array.shape))
     return value
 
 
@@ -146,6 +155,9 @@ def forget(array):
     mem = getattr(data, "mem", None)
     if mem is None:
         return
+    if id(mem) not in _by_mem:
+        return  # (the common case: checked before taking the lock; a record added
+        #          meanwhile by another thread is for values it uploaded afterwards)
     with _lock:
         for ptr in list(_by_mem.get(id(mem), ())):
             record = _by_ptr.get(ptr)
