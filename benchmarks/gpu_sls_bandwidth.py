@@ -83,22 +83,36 @@ def main(argv=None):
 
 def per_op(cp, row, n, bags):
     """Where the time goes: each op's GPU time between CUDA events around it (one
-    eager run, median of 5) and its own bytes, against the whole RunNet's."""
+    eager run, median of 5) and its own bytes, against the whole RunNet's; the
+    forward with each pooling kernel (graphnet.ops.sparse_lengths.POOL_ROWS: rows in
+    flight per thread, 4 by default)."""
     from graphnet.executors.cuda import runner, settings
+    from graphnet.ops import sparse_lengths
     settings.set_cuda_graphs(False)
     moved = {"SparseLengthsSum": n * row + n * 8 + bags * 4 + bags * row,
              "SparseLengthsIndicesInGradientSumGradient": bags * row + bags * 4 + n * row}
-    times = {}
-    for _ in range(5):
-        with runner.profile() as records:
-            workspace.RunNet("sls_fwd_bwd")
-        for step, begin, end in records:
-            times.setdefault(step.op_type, []).append(
-                cp.cuda.get_elapsed_time(begin, end) / 1e3)
-    for op_type, seconds in times.items():
-        seconds = sorted(seconds)[len(seconds) // 2]
-        rate = "%7.1f GB/s" % (moved[op_type] / seconds / 1e9) if seconds > 0 else "n/a"
-        print("  %-44s %8.3f ms on the GPU, %s" % (op_type, seconds * 1e3, rate))
+    default = sparse_lengths.POOL_ROWS
+    try:
+        for rows in (4, 8):
+            sparse_lengths.POOL_ROWS = rows
+            times = {}
+            for _ in range(5):
+                with runner.profile() as records:
+                    workspace.RunNet("sls_fwd_bwd")
+                for step, begin, end in records:
+                    times.setdefault(step.op_type, []).append(
+                        cp.cuda.get_elapsed_time(begin, end) / 1e3)
+            for op_type, seconds in times.items():
+                if rows != default and op_type != "SparseLengthsSum":
+                    continue
+                seconds = sorted(seconds)[len(seconds) // 2]
+                rate = ("%7.1f GB/s" % (moved[op_type] / seconds / 1e9) if seconds > 0
+                        else "n/a")
+                label = op_type + (" (%d rows in flight)" % rows
+                                   if op_type == "SparseLengthsSum" else "")
+                print("  %-44s %8.3f ms on the GPU, %s" % (label, seconds * 1e3, rate))
+    finally:
+        sparse_lengths.POOL_ROWS = default
 
 
 if __name__ == "__main__":

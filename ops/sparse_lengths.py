@@ -541,10 +541,11 @@ extern "C" __global__ void segment_starts(const int* lengths, i64 m, i64* starts
     i64 run = part[t] - sum;
     for (i64 i = lo; i < hi; ++i) { starts[i] = run; run += lengths[i]; }
 }
-""" + variants(r"""
-extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
+""" + "".join(variants(r"""
+extern "C" __global__ void sls_pool$ROWS$SUFFIX(const $DT* data, const $IT* idx,
         const float* w, const i64* starts, const int* lengths, i64 segs, i64 block,
         i64 rows, i64 n, $AT* out, i64* flag) {
+    const int R = $RN;  /* rows in flight per thread */
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * block) return;
     i64 m = t / block, c = t - m * block;
@@ -556,21 +557,23 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     gn_zero(acc);
     gn_zero(z);
     i64 j = s;
-    /* Four rows in flight per thread: the loads are issued before the sums, which
-       stay in index order (the same float results as one row at a time). */
-    for (; j + 4 <= e; j += 4) {
-        i64 r0 = (i64)idx[j], r1 = (i64)idx[j + 1];
-        i64 r2 = (i64)idx[j + 2], r3 = (i64)idx[j + 3];
-        bool k0 = r0 >= 0 && r0 < rows, k1 = r1 >= 0 && r1 < rows;
-        bool k2 = r2 >= 0 && r2 < rows, k3 = r3 >= 0 && r3 < rows;
-        $AT v0 = k0 ? gn_load(data, r0 * block + c) : z;
-        $AT v1 = k1 ? gn_load(data, r1 * block + c) : z;
-        $AT v2 = k2 ? gn_load(data, r2 * block + c) : z;
-        $AT v3 = k3 ? gn_load(data, r3 * block + c) : z;
-        if (k0) gn_add(acc, w, j, v0); else gn_flag(flag, j);
-        if (k1) gn_add(acc, w, j + 1, v1); else gn_flag(flag, j + 1);
-        if (k2) gn_add(acc, w, j + 2, v2); else gn_flag(flag, j + 2);
-        if (k3) gn_add(acc, w, j + 3, v3); else gn_flag(flag, j + 3);
+    /* R rows in flight per thread: every load is issued before the sums, which stay
+       in index order (the same float results as one row at a time). */
+    for (; j + R <= e; j += R) {
+        i64 r[R];
+        bool k[R];
+        $AT v[R];
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+            r[u] = (i64)idx[j + u];
+            k[u] = r[u] >= 0 && r[u] < rows;
+        }
+#pragma unroll
+        for (int u = 0; u < R; ++u) v[u] = k[u] ? gn_load(data, r[u] * block + c) : z;
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+            if (k[u]) gn_add(acc, w, j + u, v[u]); else gn_flag(flag, j + u);
+        }
     }
     for (; j < e; ++j) {
         i64 r = (i64)idx[j];
@@ -579,7 +582,8 @@ extern "C" __global__ void sls_pool$SUFFIX(const $DT* data, const $IT* idx,
     }
     out[t] = acc;
 }
-""", DT=_POOL_TYPES, IT=_CUDA_INDEX_TYPES) + variants(r"""
+""".replace("$ROWS", rows).replace("$RN", str(count)), DT=_POOL_TYPES, IT=_CUDA_INDEX_TYPES)
+    for rows, count in (("", 4), ("8", 8))) + variants(r"""
 extern "C" __global__ void sls_repeat$SUFFIX(const $AT* dy, const i64* starts,
         const int* lengths, i64 segs, i64 block, i64 n, $AT* out, i64* flag) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
@@ -614,6 +618,11 @@ def _starts(xp, lengths):
     return starts
 
 
+# DATA rows each pooling thread has in flight: 4 or 8 (both compiled; the kernels
+# agree bit for bit; benchmarks/gpu_sls_bandwidth.py measures both on a GPU).
+POOL_ROWS = 4
+
+
 def _pool_cuda(xp, data, indices, lengths, weights, shape, flag=None):
     """_pool_generic as one kernel (float32 accumulation, index order); a deferred
     check's `flag` records bad indices and segments instead of a check before."""
@@ -626,7 +635,8 @@ def _pool_cuda(xp, data, indices, lengths, weights, shape, flag=None):
     kind = "f16" if data.dtype == np.float16 else "f32"
     if _quads(data):  # 16-byte loads: the same sums, in the same order, per column
         kind, block = "f32x4", block // 4
-    name = "sls_pool_%s_%s" % (kind, index_type(indices.dtype))
+    name = "sls_pool%s_%s_%s" % ("" if POOL_ROWS == 4 else POOL_ROWS, kind,
+                                  index_type(indices.dtype))
     launch(_SLS_CUDA.function(name), segs * block,
            (data, indices, w, _segment_starts(xp, lengths), lengths, np.int64(segs),
             np.int64(block), np.int64(data.shape[0]), np.int64(indices.shape[0]), out,

@@ -208,10 +208,12 @@ POOL_CASES = {
 }
 
 
+@pytest.mark.parametrize("rows_in_flight", [4, 8])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("idx_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("case", sorted(POOL_CASES))
-def test_pool_cuda(cp, case, idx_dtype, weighted):
+def test_pool_cuda(cp, monkeypatch, case, idx_dtype, weighted, rows_in_flight):
+    monkeypatch.setattr(sparse_lengths, "POOL_ROWS", rows_in_flight)
     shape, dtype, misaligned, kind, per_segment = POOL_CASES[case]
     rng = np.random.default_rng(len(case))
     table = floats(rng, shape).astype(dtype)
@@ -228,7 +230,8 @@ def test_pool_cuda(cp, case, idx_dtype, weighted):
     starts, launch = cp.launches
     assert starts.name == "segment_starts"
     suffix = "i32" if idx_dtype == np.int32 else "i64"
-    assert launch.name == "sls_pool_%s_%s" % (kind, suffix)
+    rows = "" if rows_in_flight == 4 else "8"
+    assert launch.name == "sls_pool%s_%s_%s" % (rows, kind, suffix)
     threads = len(LENGTHS) * per_segment
     assert launch.grid == grid_for(threads) and launch.block == (256,)
     assert launch.args[6] == np.int64(per_segment)  # block: // 4 for float4 rows

@@ -17,6 +17,8 @@ registry.registered_types()  # import every op family, so every source is regist
 LAUNCHED = {
     "sparse_lengths": ["segment_starts", "sls_pool_f32_i32", "sls_pool_f32_i64", "sls_pool_f16_i32",
                        "sls_pool_f16_i64", "sls_pool_f32x4_i32", "sls_pool_f32x4_i64",
+                       "sls_pool8_f32_i32", "sls_pool8_f32_i64", "sls_pool8_f16_i32",
+                       "sls_pool8_f16_i64", "sls_pool8_f32x4_i32", "sls_pool8_f32x4_i64",
                        "sls_repeat_f32", "sls_repeat_f32x4"],
     "index_checks": ["index_stats_init", "index_stats_i32", "index_stats_i64",
                      "flag_rows_i32", "flag_rows_i64"],

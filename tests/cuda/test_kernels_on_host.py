@@ -108,8 +108,9 @@ def pool_reference(table, idx, lengths, w, upto=None):
 
 
 def run_pool(mods, kind, idx_dtype, table, idx, lengths, w=None, flag="null",
-             schedule=None, poison_row=None):
-    """Launch sls_pool_<kind>_<i32|i64> as _pool_cuda does; (out, flag value or None).
+             schedule=None, poison_row=None, rows_in_flight=4):
+    """Launch sls_pool[8]_<kind>_<i32|i64> as _pool_cuda does (8: rows_in_flight=8);
+    (out, flag value or None).
     Inputs sit in guard bands; INDICES' guards hold `poison_row` (a row whose values
     are NaN) and WEIGHTS' guards NaN, so a read past either end makes a NaN sum."""
     rows, block = table.shape
@@ -122,7 +123,8 @@ def run_pool(mods, kind, idx_dtype, table, idx, lengths, w=None, flag="null",
     out = Guarded(np.full((segs, block), -7.0, F32), -7.0)
     f = new_flag() if flag == "flag" else np.uint64(0)
     threads_block = block // 4 if kind == "f32x4" else block
-    name = "sls_pool_%s_%s" % (kind, _cuda.index_type(idx_dtype))
+    name = "sls_pool%s_%s_%s" % ("" if rows_in_flight == 4 else rows_in_flight, kind,
+                                  _cuda.index_type(idx_dtype))
     hostgrid.launch(kernel(mods, "sparse_lengths", name), segs * threads_block,
                     (data.a, indices.a, np.uint64(0) if weights is None else weights.a,
                      starts_of(lengths), lens.a, np.int64(segs), np.int64(threads_block),
@@ -156,11 +158,17 @@ def test_sls_pool_sums_segments_in_index_order(mods, kind, idx_dtype, weighted, 
     blocks = [4, 8, 12] if kind == "f32x4" else [1, 3, 5, 8]
     for rows, block, segs in SHAPES:
         for b in (block, blocks[segs % len(blocks)]):
-            table, idx, lengths, w = pool_case(rng, rows, b, segs, kind=kind)
+            table, idx, lengths, w = pool_case(rng, rows, b, segs, max_len=19, kind=kind)
             w = w if weighted else None
+            want = pool_reference(table, idx, lengths, w)
             out, f = run_pool(mods, kind, idx_dtype, table, idx, lengths, w, flag)
-            close(out, pool_reference(table, idx, lengths, w))
+            close(out, want)
             assert f in (None, I64_MAX)
+            # 8 rows in flight: the same sums in the same order, bit for bit
+            out8, f8 = run_pool(mods, kind, idx_dtype, table, idx, lengths, w, flag,
+                                rows_in_flight=8)
+            np.testing.assert_array_equal(out8, out)
+            assert f8 == f
 
 
 @pytest.mark.parametrize("kind", POOL_KINDS)
@@ -201,15 +209,18 @@ def test_sls_pool_flags_the_first_bad_index_and_skips_bad_ones(mods, kind, idx_d
         close(out, pool_reference(table, idx, lengths, w))
 
 
-def test_sls_pool_bad_index_in_the_unrolled_loop_and_its_remainder(mods):
-    """One segment of 9: positions 0..7 go through the 4-way loop, 8 the remainder."""
+@pytest.mark.parametrize("rows_in_flight", [4, 8])
+def test_sls_pool_bad_index_in_the_unrolled_loop_and_its_remainder(mods, rows_in_flight):
+    """One segment of 11: positions 0..7 go through the unrolled loop (two rounds of
+    4 or one of 8), 8..10 the remainder."""
     table = nonzero_floats(np.random.default_rng(1), (5, 4))
-    for j in range(9):
-        idx = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3])
+    for j in range(11):
+        idx = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0])
         idx[j] = 5
-        out, f = run_pool(mods, "f32", np.int64, table, idx, np.array([9]), None, "flag")
+        out, f = run_pool(mods, "f32", np.int64, table, idx, np.array([11]), None, "flag",
+                          rows_in_flight=rows_in_flight)
         assert f == j
-        close(out, pool_reference(table, idx, [9], None))
+        close(out, pool_reference(table, idx, [11], None))
 
 
 def _poisoned_table(rng, rows, block, kind):
