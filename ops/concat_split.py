@@ -236,13 +236,20 @@ def split(ctx, args, x, *split_input):
     if split_input:
         _check_split_sizes_input(split_input[0])  # (reads only .dtype)
         sizes = tuple(host_array(ctx, split_input[0]).reshape(-1).tolist())
-    pieces = checked(ctx, (x.shape, sizes),
-                     lambda: _split_pieces(args, x.shape, ctx.num_outputs, sizes))
+    pieces, grouped = checked(ctx, (x.shape, sizes),
+                              lambda: _split_pieces(args, x.shape, ctx.num_outputs, sizes))
+    if grouped is not None:
+        # one copy for every output: X's pieces laid out one after another, each
+        # output a view of its own part (on a GPU one kernel, not one per output)
+        parts = x.reshape(grouped).transpose(1, 0, 2).copy()
+        return tuple(parts[k].reshape(shape) for k, (_, shape) in enumerate(pieces))
     return tuple(x[index].reshape(shape).copy() for index, shape in pieces)
 
 
 def _split_pieces(args, shape, n_out, sizes):
-    """(index into X, output shape) per output, after _split_plan's checks."""
+    """(index into X, output shape) per output, after _split_plan's checks; and when
+    the outputs are equal parts, the shape (before, outputs, part) that views X with
+    output k at [:, k, :], else None."""
     ca, add_axis, shapes = _split_plan(args, shape, n_out,
                                        None if sizes is None else list(sizes))
     pieces, start = [], 0
@@ -250,7 +257,11 @@ def _split_pieces(args, shape, n_out, sizes):
         step = 1 if add_axis else out_shape[ca]
         pieces.append(((slice(None),) * ca + (slice(start, start + step),), out_shape))
         start += step
-    return pieces
+    widths = {1 if add_axis else out_shape[ca] for out_shape in shapes}
+    grouped = None
+    if len(widths) == 1 and n_out > 1:
+        grouped = (numel(shape[:ca]), n_out, widths.pop() * numel(shape[ca + 1:]))
+    return pieces, grouped
 
 
 @CONCAT.gradient

@@ -23,7 +23,7 @@ import dlrm_caffe2_model as c2model  # noqa: E402
 
 STEPS = 2
 # (checks mode) -> ceiling of device operations per step
-CEILINGS = {"sync": 126, "deferred": 126}
+CEILINGS = {"sync": 118, "deferred": 118}
 
 
 def _census(fake, monkeypatch, checks_mode):

@@ -201,6 +201,28 @@ def test_split_add_axis_removes_axis_and_order():
     check_op("Split", [y], lambda y: np.split(y, 2, axis=3), outputs=2, order="NHWC")
 
 
+@pytest.mark.parametrize("device", [None, gpu(1)])
+def test_split_outputs_are_separate_tensors(device):
+    """Equal parts come from one copy of X (one kernel on a GPU) as views of one
+    buffer: an op writing one output in place changes neither X nor the others."""
+    x = rand((3, 8, 5))
+    ws = workspace.Workspace("split_views")
+    net = core.Net("split_views")
+    with core.DeviceScope(device or core.DeviceOption(0)):
+        ws.FeedBlob("x", x)
+        net.Split(["x"], ["p0", "p1", "p2", "p3"], axis=1)
+        net.Scale(["p1"], ["p1"], scale=-3.0)
+        net.Relu(["p2"], ["p2"])
+    ws.RunNetOnce(net)
+    parts = np.split(x, 4, axis=1)
+    np.testing.assert_array_equal(ws.FetchBlob("x"), x)
+    np.testing.assert_array_equal(ws.FetchBlob("p0"), parts[0])
+    np.testing.assert_array_equal(ws.FetchBlob("p1"), parts[1] * np.float32(-3.0))
+    np.testing.assert_array_equal(ws.FetchBlob("p2"), np.maximum(parts[2], 0))
+    np.testing.assert_array_equal(ws.FetchBlob("p3"), parts[3])
+    assert all(ws.FetchBlob(p).flags.c_contiguous for p in ("p0", "p1", "p2", "p3"))
+
+
 def test_split_empty_input():
     x = np.zeros((0, 4), np.float32)
     check_op("Split", [x], lambda x: [x[:0].copy(), x[:0].copy()], outputs=2, axis=0)
