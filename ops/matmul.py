@@ -14,6 +14,7 @@ from graphnet.registry import Arg, OpSchema, TensorInfo, declare_graph_safe, enf
 
 from ._common import (canonical_axis, checked, dims_text, numel, type_mismatch,
                       unsupported_type)
+from ._cuda_checks import capturing
 from ._fused import vm_helper, vm_kernel
 
 
@@ -95,6 +96,17 @@ def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
     return axis, m, k, n
 
 
+def _product(xp, a, b):
+    """numpy's matmul of a and b. While a CUDA graph is captured CuPy refuses to call
+    cuBLAS, so products of 2-D operands or of one batch axis go to cuBLAS directly
+    there (graphnet.executors.cuda.blas); others raise CuPy's refusal, and the
+    segment runs eagerly (graphs.report says why)."""
+    if xp is not np and capturing() and 2 <= a.ndim <= 3 and 2 <= b.ndim <= 3:
+        from graphnet.executors.cuda import blas
+        return blas.matmul(xp, a, b)
+    return xp.matmul(a, b)
+
+
 def _fc_schema(op_type, transposed):
     schema = OpSchema(op_type, inputs=3, outputs=1, args=_FC_ARGS,
                       doc="Y = X2d @ %s + b with X2d = X.reshape(M, K) split at `axis`."
@@ -116,23 +128,23 @@ def _fc_schema(op_type, transposed):
             lambda: fc_checks(ctx, args, x, w, b))
         if dtype is _F32[0]:  # float32 (the common case): no casts, no extra views
             if x.shape == (m, k) and w.shape == ((k, n) if transposed else (n, k)):
-                y = x @ (w if transposed else w.T)
+                y = _product(ctx.xp, x, w if transposed else w.T)
             else:
-                y = _fc_product(x, w, m, k, n, transposed)
+                y = _fc_product(ctx.xp, x, w, m, k, n, transposed)
             y += b  # in place: one pass less than y = xw + b
             return y if y.shape == x.shape[:axis] + (n,) else y.reshape(x.shape[:axis] + (n,))
-        y = _fc_product(x, w, m, k, n, transposed)
+        y = _fc_product(ctx.xp, x, w, m, k, n, transposed)
         y += b.astype(np.float32, copy=False)
         return y.astype(dtype, copy=False).reshape(x.shape[:axis] + (n,))
 
     return schema
 
 
-def _fc_product(x, w, m, k, n, transposed):
+def _fc_product(xp, x, w, m, k, n, transposed):
     """X2d @ W2d (as float32) for FC's geometry."""
     x2 = x.reshape(m, k).astype(np.float32, copy=False)
     w2 = w.reshape(k, n) if transposed else w.reshape(n, k).T
-    return x2 @ w2.astype(np.float32, copy=False)
+    return _product(xp, x2, w2.astype(np.float32, copy=False))
 
 
 def _fc_gradient_schema(op_type, transposed):
@@ -165,14 +177,14 @@ def _fc_gradient_schema(op_type, transposed):
         x2 = x.reshape(m, k) if f32 else x.reshape(m, k).astype(np.float32)
         dy2 = dy.reshape(m, n) if f32 else dy.reshape(m, n).astype(np.float32)
         w2 = w.reshape(k, n).T if transposed else w.reshape(n, k)  # always (N, K)
-        dw = x2.T @ dy2 if transposed else dy2.T @ x2
+        dw = _product(xp, x2.T, dy2) if transposed else _product(xp, dy2.T, x2)
         db = np.add.reduce(dy2, axis=0) if xp is np else dy2.sum(axis=0)
         if f32:
             outs = [dw if dw.shape == w.shape else dw.reshape(w.shape), db]
         else:
             outs = [dw.astype(dtype).reshape(w.shape), db.astype(dtype)]
         if ctx.num_outputs == 3:
-            dx = dy2 @ (w2 if f32 else w2.astype(np.float32))
+            dx = _product(xp, dy2, w2 if f32 else w2.astype(np.float32))
             outs.append(dx.reshape(x.shape) if f32 else dx.astype(dtype).reshape(x.shape))
         return tuple(outs)
 
@@ -279,7 +291,7 @@ def batch_matmul(ctx, args, a, b):
         a32 = xp.swapaxes(a32, -1, -2)
     if args.trans_b and b.ndim >= 2:
         b32 = xp.swapaxes(b32, -1, -2)
-    y = xp.matmul(a32, b32)
+    y = _product(xp, a32, b32)
     return y.astype(dtype, copy=False).reshape(shape)
 
 

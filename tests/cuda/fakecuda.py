@@ -173,9 +173,26 @@ class OutOfMemoryError(MemoryError):
                          "bytes).".format(size, total))
 
 
+CUBLAS_HANDLE = 0xB1A5000  # + device: the handle cupy.cuda.device.get_cublas_handle gives
+
+
 class StandInError(AssertionError):
     """Undefined behaviour on a GPU that the stand-in cannot go on from (a graph
     reading freed memory, a copy from an address no allocation holds)."""
+
+
+# CuPy functions that multiply float matrices through cuBLAS, which CuPy refuses to call
+# while the current stream captures (cupy_backends' cublas.setStream, since CuPy 10);
+# float vector dot products (1-D x 1-D) use CuPy's own reduction kernel instead
+_CUBLAS_FUNCTIONS = {"cupy.matmul", "cupy.dot", "cupy.tensordot", "cupy.einsum",
+                     "cupy.inner", "cupy.ndarray.dot"}
+
+
+def _refuse_cublas(where, refs):
+    if where in _CUBLAS_FUNCTIONS and any(ref.dtype.kind in "efdFD" for ref in refs) \
+            and any(len(ref.shape) >= 2 for ref in refs):
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently "
+                                  "unsupported (%s)" % where)
 
 
 def _capture_refusal(direction, what):
@@ -1016,6 +1033,8 @@ class FakeCuda(types.ModuleType):
         cuda.alloc = self._alloc
         cuda.is_available = lambda: True
         cuda.get_device_id = self._device
+        device = cuda.device = _Namespace("cupy.cuda.device")
+        device.get_cublas_handle = lambda: CUBLAS_HANDLE + self._device()
         memory = cuda.memory = _Namespace("cupy.cuda.memory")
         for name in ("MemoryPool", "MemoryAsyncPool", "MemoryPointer", "get_allocator",
                      "set_allocator", "using_allocator", "alloc"):
@@ -1361,6 +1380,8 @@ class FakeCuda(types.ModuleType):
             self._check_devices(refs, where)
             stream = self.get_current_stream()
             capturing = stream.capture is not None
+            if capturing:
+                _refuse_cublas(where, refs)
             with np.errstate(all="ignore"):
                 result = fn(*_resolve(targs), **_resolve(tkw))
             wrapped = self._wrap(result, refs, outs, (), capturing)
@@ -1410,6 +1431,8 @@ class FakeCuda(types.ModuleType):
         tkw = _template(dict(kwargs), refs, where) if kwargs else {}
         try:
             self._check_devices(refs, where)
+            if self.get_current_stream().capture is not None:
+                _refuse_cublas(where, refs)
             written = {id(w) for w in writes}
             wrefs = [r for r in refs if id(r.obj) in written]
             reads = [r for r in refs if id(r.obj) not in written]
@@ -1839,11 +1862,13 @@ def installed(monkeypatch, fake):
     """with installed(monkeypatch, fake): `fake` is CuPy: sys.modules["cupy"] and its
     cupy.cuda, cupy.cuda.runtime, cupy.cuda.memory (restored by monkeypatch; any other
     cupy.* module, cupy.cuda.nccl included, imports as missing meanwhile), and
-    every graphnet cache of CUDA state (probe, runtime, backend, nccl's streams, the
+    every graphnet cache of CUDA state (probe, runtime, backend, nccl's streams, blas's
+    library (the stand-in's cuBLAS, fakecublas.py) and workspaces, the
     kernels' compiled modules) starts empty and is emptied again on exit, so nothing
     made with the fake outlives the block."""
     from graphnet.executors import backends
-    from graphnet.executors.cuda import nccl, probe, runtime
+    from graphnet.executors.cuda import blas, nccl, probe, runtime
+    from . import fakecublas
     ours = {"cupy": fake, "cupy.cuda": fake.cuda, "cupy.cuda.runtime": fake.cuda.runtime,
             "cupy.cuda.memory": fake.cuda.memory,
             "cupy.cuda.nccl": None}  # (None: `from cupy.cuda import nccl` fails)
@@ -1855,6 +1880,7 @@ def installed(monkeypatch, fake):
     monkeypatch.setattr(runtime, "_runtime", {})
     monkeypatch.setattr(nccl, "_streams", {})
     monkeypatch.setattr(nccl, "_comms", {})
+    monkeypatch.setattr(blas, "_state", {"lib": fakecublas.FakeCublas(fake)})
     saved = dict(backends._cuda)  # (shared with graphnet.executors: changed in place)
     backends._cuda.clear()
     probe.forget()

@@ -54,6 +54,8 @@ test_ops_whose_shapes_change_at_every_run_run_eagerly = _on(
     "fake", GPU_GRAPHS.test_ops_whose_shapes_change_at_every_run_run_eagerly)
 test_dlrm_on_bags_of_random_sizes_replays_its_static_ops = _on(
     "fake", GPU_GRAPHS.test_dlrm_on_bags_of_random_sizes_replays_its_static_ops)
+test_matrix_products_are_captured_through_cublas_directly = _on(
+    "fake", GPU_GRAPHS.test_matrix_products_are_captured_through_cublas_directly)
 
 
 # --- tests/gpu/test_gpu_runtime.py, but the timing test (overlap: not emulated) --------

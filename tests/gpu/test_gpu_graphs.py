@@ -226,3 +226,35 @@ def test_dlrm_on_bags_of_random_sizes_replays_its_static_ops():
     # off one run later, and its neighbours captured again then: not always at run 3)
     assert all(int(line.split(" launch(es)")[0].split()[-1]) >= 3 for line in replayed), \
         lines
+
+
+def test_matrix_products_are_captured_through_cublas_directly():
+    """CuPy refuses to call cuBLAS while a stream captures; FC, FCGradient and
+    BatchMatMul then multiply through graphnet.executors.cuda.blas (cuBLAS called
+    directly). Its products, eager and replayed from a graph, equal CuPy's matmul in
+    the layouts those ops pass (W.T views, dY.T, batches with trans_b)."""
+    from graphnet.executors.cuda import blas
+    rng = np.random.default_rng(5)
+
+    def dev(shape):
+        return cp.asarray(rng.standard_normal(shape).astype(np.float32))
+    x, w, dy = dev((32, 64)), dev((16, 64)), dev((32, 16))
+    z = dev((6, 9, 16))
+    cases = [(x, w.T), (dy.T, x), (dy, w), (z, z.swapaxes(1, 2)), (z.swapaxes(1, 2), z)]
+    wants = [cp.matmul(a, b).get() for a, b in cases]
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        for (a, b), want in zip(cases, wants):
+            np.testing.assert_allclose(blas.matmul(cp, a, b).get(), want, rtol=1e-5,
+                                       atol=1e-5)
+        stream.begin_capture()
+        outs = [blas.matmul(cp, a, b) for a, b in cases]
+        graph = stream.end_capture()
+        graph.launch(stream)
+        stream.synchronize()
+        for out, want in zip(outs, wants):
+            np.testing.assert_allclose(out.get(), want, rtol=1e-5, atol=1e-5)
+        x[...] = 2 * x  # a replay multiplies what the buffers hold now
+        graph.launch(stream)
+        stream.synchronize()
+        np.testing.assert_allclose(outs[0].get(), 2 * wants[0], rtol=1e-5, atol=1e-5)

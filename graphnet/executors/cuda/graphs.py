@@ -9,7 +9,9 @@ launches per op, which is most of a small net's step time on a GPU.
   state, no random draws, nothing read back from the device but deferred checks),
   every input where the op reads it (host inputs such as Split's sizes are baked
   into the graph and compared before each replay). Other steps (Iter,
-  LearningRate, CPU ops, ...) run as before, between the segments.
+  LearningRate, CPU ops, ...) run as before, between the segments. Matrix
+  products are captured through cuBLAS called directly (cuda/blas.py): CuPy
+  refuses its cuBLAS calls under capture.
 * A plan's first run is eager (kernels compile, caches fill, every blob lands on
   its device); its segments are found and captured on the second: their ops run
   once more under stream capture, with the index checks deferred

@@ -1,0 +1,213 @@
+"""Matrix products that a CUDA graph may capture: cuBLAS called without CuPy.
+
+CuPy refuses every cuBLAS call while the current stream captures (its
+cublas.setStream raises NotImplementedError, "calling cuBLAS API during stream
+capture is currently unsupported", since CuPy 10), yet cuBLAS itself supports
+stream capture once the handle has a workspace of its own (cuBLAS documentation,
+"CUDA Graphs Support"; PyTorch captures its GEMMs the same way). Under capture,
+FC, FCGradient and BatchMatMul therefore multiply through matmul() below:
+  * the libcublas that CuPy loaded, called through ctypes on CuPy's handle for the
+    current device;
+  * before every product: the current stream, host pointer mode, and a workspace
+    kept per stream (cublasSetStream resets the workspace, so it is set again);
+  * the compute type and algorithm CuPy's own matmul picks: pure float32 unless
+    CUPY_TF32=1, tensor-op algorithms from compute capability 8.0.
+Eager runs keep CuPy's matmul.
+
+Row-major operands are column-major transposes, so C = A @ B is computed as
+C^T = B^T A^T: each operand whose last two axes are C-contiguous is passed as is
+(op N), one whose transpose is (a swapaxes view, e.g. W.T) with op T, anything else
+is first copied contiguous (a kernel, captured like the others).
+"""
+
+import ctypes
+import importlib
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["matmul", "CublasError", "WORKSPACE_BYTES"]
+
+WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommended size on Hopper (smaller GPUs need less)
+
+# cublas_api.h / library_types.h constants (stable ABI values)
+_OP_N, _OP_T = 0, 1
+_POINTER_MODE_HOST = 0  # alpha and beta read from host memory (a capture bakes them in)
+_CUDA_R_32F, _CUDA_R_64F = 0, 1
+_COMPUTE_32F, _COMPUTE_32F_FAST_TF32, _COMPUTE_64F = 68, 77, 70
+_GEMM_DEFAULT, _GEMM_DEFAULT_TENSOR_OP = -1, 99
+_TYPES = {np.dtype(np.float32): (_CUDA_R_32F, ctypes.c_float),
+          np.dtype(np.float64): (_CUDA_R_64F, ctypes.c_double)}
+
+_lock = threading.Lock()
+_state = {}  # "lib": the ctypes library; ("ws", stream ptr): workspace; ("cc", device)
+
+
+class CublasError(RuntimeError):
+    """A cuBLAS call made under capture returned an error status."""
+
+
+def matmul(cp, a, b):
+    """a @ b for float32/float64 device arrays of 2 dims, or 3 with one batch axis
+    each (equal, or 1 broadcast), on the current device and stream, through cuBLAS
+    directly (see the module docstring); a new C-contiguous array."""
+    if a.dtype != b.dtype or a.dtype not in _TYPES:
+        raise TypeError("graph-captured matmul takes two float32 or two float64 arrays, "
+                        "found %s and %s" % (a.dtype, b.dtype))
+    if a.ndim not in (2, 3) or b.ndim not in (2, 3) or a.shape[-1] != b.shape[-2]:
+        raise ValueError("graph-captured matmul: shapes %s and %s do not multiply"
+                         % (a.shape, b.shape))
+    batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
+    for x in (a, b):
+        if x.ndim == 3 and x.shape[0] not in (1, batch):
+            raise ValueError("graph-captured matmul: batch sizes %s and %s differ"
+                             % (a.shape[0], b.shape[0]))
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    shape = ((batch,) if a.ndim == 3 or b.ndim == 3 else ()) + (m, n)
+    c = cp.empty(shape, a.dtype)
+    if c.size == 0:
+        return c
+    if k == 0:
+        c.fill(0)
+        return c
+    a, op_a, ld_a, stride_a = _operand(cp, a)
+    b, op_b, ld_b, stride_b = _operand(cp, b)
+    cuda_type, scalar = _TYPES[c.dtype]
+    one, zero = scalar(1.0), scalar(0.0)
+    lib = _library(cp)
+    handle = ctypes.c_void_p(cp.cuda.device.get_cublas_handle())
+    stream = cp.cuda.get_current_stream()
+    workspace = _workspace(cp, stream)
+    _check(lib.cublasSetStream_v2(handle, ctypes.c_void_p(stream.ptr)), "cublasSetStream")
+    _check(lib.cublasSetPointerMode_v2(handle, _POINTER_MODE_HOST), "cublasSetPointerMode")
+    _check(lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(workspace.data.ptr),
+                                     ctypes.c_size_t(workspace.nbytes)),
+           "cublasSetWorkspace")
+    compute, algo = _compute_type(c.dtype), _algorithm(cp)
+    # C^T (n x m, ld n) = op_b(B^T) (n x k) . op_a(A^T) (k x m)
+    if len(shape) == 2:
+        status = lib.cublasGemmEx(
+            handle, op_b, op_a, n, m, k, ctypes.byref(one),
+            ctypes.c_void_p(b.data.ptr), cuda_type, ld_b,
+            ctypes.c_void_p(a.data.ptr), cuda_type, ld_a, ctypes.byref(zero),
+            ctypes.c_void_p(c.data.ptr), cuda_type, n, compute, algo)
+        _check(status, "cublasGemmEx")
+    else:
+        status = lib.cublasGemmStridedBatchedEx(
+            handle, op_b, op_a, n, m, k, ctypes.byref(one),
+            ctypes.c_void_p(b.data.ptr), cuda_type, ld_b, ctypes.c_longlong(stride_b),
+            ctypes.c_void_p(a.data.ptr), cuda_type, ld_a, ctypes.c_longlong(stride_a),
+            ctypes.byref(zero), ctypes.c_void_p(c.data.ptr), cuda_type, n,
+            ctypes.c_longlong(m * n), batch, compute, algo)
+        _check(status, "cublasGemmStridedBatchedEx")
+    return c
+
+
+def _operand(cp, x):
+    """(array, op, leading dimension, batch stride in elements) of one operand as
+    cuBLAS reads it: its last two axes C-contiguous (op N, ld = columns) or their
+    transpose so (op T, ld = rows); otherwise a C-contiguous copy. A batch axis of
+    size 1 has stride 0 (broadcast)."""
+    item = x.itemsize
+    rows, cols = x.shape[-2], x.shape[-1]
+    for _ in range(2):
+        s_row, s_col = x.strides[-2], x.strides[-1]
+        batch_stride = 0
+        if x.ndim == 3 and x.shape[0] > 1:
+            if x.strides[0] % item:
+                batch_stride = None
+            else:
+                batch_stride = x.strides[0] // item
+        if batch_stride is not None:
+            if (s_col == item or cols == 1) and (s_row == cols * item or rows == 1):
+                return x, _OP_N, max(cols, 1), batch_stride
+            if (s_row == item or rows == 1) and (s_col == rows * item or cols == 1):
+                return x, _OP_T, max(rows, 1), batch_stride
+        x = cp.ascontiguousarray(x)
+    raise AssertionError("a C-contiguous array has a cuBLAS layout")
+
+
+def _check(status, what):
+    if status != 0:
+        raise CublasError("%s returned cuBLAS status %d while a CUDA graph was captured "
+                          "(see cublasStatus_t in cublas_api.h)" % (what, status))
+
+
+def _compute_type(dtype):
+    if dtype == np.float64:
+        return _COMPUTE_64F
+    # as CuPy: float32 products in float32 unless CUPY_TF32=1 asks for TF32 tensor cores
+    return _COMPUTE_32F_FAST_TF32 if os.environ.get("CUPY_TF32", "0") != "0" \
+        else _COMPUTE_32F
+
+
+def _algorithm(cp):
+    device = cp.cuda.runtime.getDevice()
+    cc = _state.get(("cc", device))
+    if cc is None:
+        cc = _state[("cc", device)] = int(cp.cuda.Device(device).compute_capability)
+    return _GEMM_DEFAULT_TENSOR_OP if cc >= 80 else _GEMM_DEFAULT
+
+
+def _workspace(cp, stream):
+    """The workspace of `stream`'s products, allocated on first use and kept (a graph
+    captured with it reads it at every replay)."""
+    key = ("ws", stream.ptr)
+    workspace = _state.get(key)
+    if workspace is None:
+        with _lock:
+            workspace = _state.get(key)
+            if workspace is None:
+                workspace = _state[key] = cp.empty((WORKSPACE_BYTES,), np.uint8)
+    return workspace
+
+
+def _library(cp):
+    """ctypes handle on the libcublas CuPy loaded (found among the process's mapped
+    libraries once CuPy's cublas module is imported, else by its usual names)."""
+    lib = _state.get("lib")
+    if lib is not None:
+        return lib
+    with _lock:
+        lib = _state.get("lib")
+        if lib is None:
+            lib = _state["lib"] = _declare(ctypes.CDLL(_library_path()))
+    return lib
+
+
+def _library_path(maps_file="/proc/self/maps"):
+    try:
+        importlib.import_module("cupy_backends.cuda.libs.cublas")  # (maps libcublas)
+    except ImportError:
+        pass
+    try:
+        with open(maps_file) as maps:
+            for line in maps:
+                path = line.split()[-1] if "/" in line else ""
+                if os.path.basename(path).startswith("libcublas.so"):
+                    return path
+    except OSError:
+        pass
+    for name in ("libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"):
+        try:
+            ctypes.CDLL(name)
+            return name
+        except OSError:
+            continue
+    raise OSError("libcublas is not loaded in this process and was not found by name: "
+                  "CuPy's cuBLAS is needed to capture matrix products in CUDA graphs")
+
+
+def _declare(lib):
+    p, i, ll, st = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong, ctypes.c_size_t
+    lib.cublasSetStream_v2.argtypes = [p, p]
+    lib.cublasSetWorkspace_v2.argtypes = [p, p, st]
+    lib.cublasSetPointerMode_v2.argtypes = [p, i]
+    lib.cublasGemmEx.argtypes = [p, i, i, i, i, i, p, p, i, i, p, i, i, p, p, i, i, i, i]
+    lib.cublasGemmStridedBatchedEx.argtypes = [
+        p, i, i, i, i, i, p, p, i, i, ll, p, i, i, ll, p, p, i, i, ll, i, i, i]
+    for fn in (lib.cublasSetStream_v2, lib.cublasSetWorkspace_v2,
+               lib.cublasSetPointerMode_v2, lib.cublasGemmEx, lib.cublasGemmStridedBatchedEx):
+        fn.restype = ctypes.c_int
+    return lib

@@ -1,0 +1,209 @@
+"""graphnet.executors.cuda.blas on the CuPy stand-in: matrix products made through
+cuBLAS directly (the stand-in's libcublas, fakecublas.py, follows cuBLAS's
+column-major conventions), eagerly and captured into a CUDA graph, against numpy;
+and the stand-in refusing CuPy's own cuBLAS calls under capture, as CuPy does."""
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from graphnet.executors.cuda import blas
+
+from . import fakecublas, fakecuda
+
+F32, F64 = np.float32, np.float64
+
+
+@pytest.fixture
+def cp(monkeypatch):
+    fake = fakecuda.FakeCuda()
+    with fakecuda.installed(monkeypatch, fake):
+        yield fake
+
+
+def _floats(rng, shape, dtype=F32):
+    return (rng.standard_normal(shape) + 0.25).astype(dtype)
+
+
+def _close(got, want):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 1e-5 if want.dtype == F32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def _reference(a, b):
+    """Row by row, in float64: an independent formula for a @ b (with batches)."""
+    a64, b64 = np.asarray(a, F64), np.asarray(b, F64)
+    return np.einsum("...ik,...kj->...ij", a64, b64).astype(a.dtype)
+
+
+# operand layouts: (how to build an operand of `shape` from a host array) -> the device
+# array blas receives: C-contiguous, a transposed view, a strided slice (copied)
+LAYOUTS = {
+    "c": lambda cp, x: cp.asarray(x),
+    "t": lambda cp, x: cp.ascontiguousarray(cp.asarray(np.swapaxes(x, -1, -2)))
+    .swapaxes(-1, -2),
+    "strided": lambda cp, x: cp.asarray(np.repeat(x, 2, axis=-1))[..., ::2],
+}
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("layout_b", sorted(LAYOUTS))
+@pytest.mark.parametrize("layout_a", sorted(LAYOUTS))
+def test_2d_products_in_every_layout(cp, layout_a, layout_b, dtype):
+    rng = np.random.default_rng([len(layout_a), len(layout_b), np.dtype(dtype).itemsize])
+    for m, k, n in ((5, 3, 4), (1, 7, 2), (6, 1, 1), (3, 4, 1)):
+        a, b = _floats(rng, (m, k), dtype), _floats(rng, (k, n), dtype)
+        da, db = LAYOUTS[layout_a](cp, a), LAYOUTS[layout_b](cp, b)
+        if layout_a == "t" and min(m, k) > 1:
+            assert not da.flags.c_contiguous  # (the op T path, no copy)
+        got = blas.matmul(cp, da, db)
+        assert got.flags.c_contiguous
+        _close(got.get(), _reference(a, b))
+    assert {name for name, _ in cp_blas(cp).calls} == {"cublasGemmEx"}
+
+
+def cp_blas(cp):
+    return blas._state["lib"]
+
+
+@pytest.mark.parametrize("case", ["batch", "b_transposed", "b_2d", "a_batch_1"])
+def test_batched_products(cp, case):
+    rng = np.random.default_rng(len(case))
+    a = _floats(rng, (4, 3, 5))
+    b = _floats(rng, (4, 5, 2))
+    if case == "b_2d":
+        b = b[0]
+    if case == "a_batch_1":
+        a = a[:1]
+    da, db = cp.asarray(a), cp.asarray(b)
+    if case == "b_transposed":  # BatchMatMul's trans_b: a swapaxes view
+        db = cp.asarray(np.ascontiguousarray(np.swapaxes(b, 1, 2))).swapaxes(1, 2)
+    got = blas.matmul(cp, da, db)
+    _close(got.get(), _reference(a, b))
+    assert cp_blas(cp).calls[-1][0] == "cublasGemmStridedBatchedEx"
+
+
+def test_empty_and_zero_depth_products(cp):
+    a = cp.asarray(np.ones((3, 0), F32))
+    b = cp.asarray(np.ones((0, 2), F32))
+    np.testing.assert_array_equal(blas.matmul(cp, a, b).get(), np.zeros((3, 2), F32))
+    got = blas.matmul(cp, cp.asarray(np.ones((0, 4), F32)), cp.asarray(np.ones((4, 2), F32)))
+    assert got.shape == (0, 2)
+    assert cp_blas(cp).calls == []  # nothing to multiply
+
+
+def test_refuses_what_it_does_not_multiply(cp):
+    a = cp.asarray(np.ones((2, 3), F32))
+    with pytest.raises(TypeError, match="float32 or two float64.*float16"):
+        blas.matmul(cp, a.astype(np.float16), a.astype(np.float16).T)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        blas.matmul(cp, a, a.T.astype(F64))
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(2, 3\) do not multiply"):
+        blas.matmul(cp, a, a)
+    with pytest.raises(ValueError, match="batch sizes 2 and 3 differ"):
+        blas.matmul(cp, cp.asarray(np.ones((2, 2, 3), F32)),
+                    cp.asarray(np.ones((3, 3, 2), F32)))
+
+
+def test_a_failing_status_is_an_error_naming_the_call(cp, monkeypatch):
+    monkeypatch.setattr(fakecublas.FakeCublas, "cublasGemmEx",
+                        lambda self, *args: fakecublas.INVALID_VALUE)
+    a = cp.asarray(np.ones((2, 2), F32))
+    with pytest.raises(blas.CublasError, match="cublasGemmEx returned cuBLAS status 7"):
+        blas.matmul(cp, a, a)
+
+
+def test_a_captured_product_replays_with_new_values(cp):
+    """The product is recorded into the graph (stream and workspace set first, as cuBLAS
+    needs under capture); each replay multiplies what the buffers hold then."""
+    rng = np.random.default_rng(7)
+    a, b = _floats(rng, (4, 3)), _floats(rng, (3, 5))
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        da = cp.asarray(a)
+        db = cp.asarray(np.ascontiguousarray(b.T)).T  # op T (a view: nothing to keep)
+        blas.matmul(cp, da, db)  # (the workspace: allocated before the capture)
+        s.begin_capture()
+        out = blas.matmul(cp, da, db)
+        graph = s.end_capture()
+        assert np.isnan(out.get()).all()  # recorded, not run
+        graph.launch(s)
+        _close(out.get(), _reference(a, b))
+        a2 = _floats(rng, (4, 3))
+        da[...] = cp.asarray(a2)
+        graph.launch(s)
+        _close(out.get(), _reference(a2, b))
+    lib = cp_blas(cp)
+    assert lib.calls[-1] == ("cublasGemmEx", s.ptr)
+    workspace = blas._state[("ws", s.ptr)]
+    assert lib.workspaces[cp.cuda.device.get_cublas_handle()] == (
+        workspace.data.ptr, blas.WORKSPACE_BYTES)
+    assert not cp.problems
+
+
+def test_cupy_matmul_is_refused_under_capture_as_cupy_does(cp):
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        a = cp.asarray(np.ones((2, 2), F32))
+        v = cp.asarray(np.ones(2, F32))
+        s.begin_capture()
+        for call in (lambda: a @ a, lambda: cp.matmul(a, a), lambda: cp.dot(a, v),
+                     lambda: cp.einsum("ij,ij->i", a, a)):
+            with pytest.raises(NotImplementedError,
+                               match="calling cuBLAS API during stream capture"):
+                call()
+        assert cp.dot(v, v).shape == ()  # a vector dot is CuPy's own reduction: allowed
+        assert (a.astype(np.int32) @ a.astype(np.int32)).shape == (2, 2)  # own kernel
+        s.end_capture()
+
+
+def test_the_stand_ins_cublas_follows_column_major_conventions(cp):
+    """fakecublas itself, called as the cuBLAS documentation defines gemm: C (m x n,
+    ldc) = alpha op(A) op(B) + beta C, element (i, j) of a column-major matrix at
+    i + j * ld, with leading dimensions larger than the rows (padding to skip). A host
+    array h of shape (columns, ld) holds such a matrix as h[:, :rows].T."""
+    rng = np.random.default_rng(3)
+    m, n, k, lda, ldb, ldc = 3, 2, 4, 5, 6, 4
+    a = _floats(rng, (k, lda))  # A: m x k, op N
+    b = _floats(rng, (k, ldb))  # B stored n x k, op T: op(B) = B^T is k x n
+    c = _floats(rng, (n, ldc))
+    A, B, C = a[:, :m].T, b[:, :n].T, c[:, :m].T
+    product = 2.0 * (A.astype(F64) @ B.T.astype(F64)) + 0.5 * C.astype(F64)
+    want = c.copy()
+    want[:, :m] = product.T.astype(F32)  # the padding rows stay as they were
+    da, db, dc = cp.asarray(a), cp.asarray(b), cp.asarray(c)
+    lib, handle = cp_blas(cp), cp.cuda.device.get_cublas_handle()
+    assert lib.cublasSetStream_v2(ctypes.c_void_p(handle), ctypes.c_void_p(0)) == 0
+    status = lib.cublasGemmEx(
+        ctypes.c_void_p(handle), 0, 1, m, n, k, ctypes.byref(ctypes.c_float(2.0)),
+        ctypes.c_void_p(da.data.ptr), 0, lda, ctypes.c_void_p(db.data.ptr), 0, ldb,
+        ctypes.byref(ctypes.c_float(0.5)), ctypes.c_void_p(dc.data.ptr), 0, ldc, 68, -1)
+    assert status == 0
+    np.testing.assert_allclose(dc.get(), want, rtol=1e-5, atol=1e-6)
+    # lda < m: cuBLAS's CUBLAS_STATUS_INVALID_VALUE, nothing written
+    assert lib.cublasGemmEx(handle, 0, 1, m, n, k, ctypes.byref(ctypes.c_float(1.0)),
+                            da.data.ptr, 0, 2, db.data.ptr, 0, ldb,
+                            ctypes.byref(ctypes.c_float(0.0)), dc.data.ptr, 0, ldc, 68,
+                            -1) == fakecublas.INVALID_VALUE
+    np.testing.assert_allclose(dc.get(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_library_is_the_libcublas_cupy_mapped(tmp_path, monkeypatch):
+    maps = tmp_path / "maps"
+    maps.write_text(
+        "7f01-7f02 r-xp 00000000 08:01 11 /opt/nv/lib/libcublasLt.so.12.4.5\n"
+        "7f03-7f04 r-xp 00000000 08:01 12 /opt/nv/lib/libcublas.so.12.4.5\n"
+        "7f05-7f06 rw-p 00000000 00:00 0 [heap]\n")
+    assert blas._library_path(str(maps)) == "/opt/nv/lib/libcublas.so.12.4.5"
+    tried = []
+
+    def missing(name):
+        tried.append(name)
+        raise OSError(name)
+    monkeypatch.setattr(blas.ctypes, "CDLL", missing)
+    maps.write_text("7f05-7f06 rw-p 00000000 00:00 0 [heap]\n")
+    with pytest.raises(OSError, match="libcublas is not loaded in this process"):
+        blas._library_path(str(maps))
+    assert tried[:2] == ["libcublas.so.13", "libcublas.so.12"]
