@@ -77,7 +77,7 @@ fi
 
 # GPU_RUN_STEPS="op_sweep profile_dlrm" runs only the steps named (profile_* steps run
 # only when named); unset, every step but the profiles runs.
-STEPS=${GPU_RUN_STEPS:-gpu_tests gpu_dist bench_copy bench_sls bench_dlrm op_sweep}
+STEPS=${GPU_RUN_STEPS:-gpu_tests gpu_dist bench_copy bench_sls bench_dlrm bench_launch op_sweep}
 
 run_step() {  # name, seconds, command...  (the limit shrinks to what the deadline leaves)
     local name=$1 limit=$2; shift 2
@@ -104,6 +104,7 @@ run_step gpu_dist 70 $PY -m pytest tests/gpu/test_gpu_distributed.py -p no:cache
 run_step bench_copy 30 $PY benchmarks/gpu_copy_bandwidth.py
 run_step bench_sls 35 $PY benchmarks/gpu_sls_bandwidth.py
 run_step bench_dlrm 100 $PY benchmarks/gpu_dlrm_step.py --iters 15
+run_step bench_launch 30 $PY benchmarks/gpu_launch_costs.py
 run_step op_sweep 90 $PY -m pytest tests/ops -p no:cacheprovider -p tests.gpu.sweep
 run_step profile_dlrm 60 $PY benchmarks/gpu_dlrm_step.py --config medium --iters 20 \
     --profile 45
