@@ -330,7 +330,7 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
     x0 = xs[0]
     if x0.dtype != F32:
         return scatter_weighted_sum(ctx, args, *xs)
-    sizes = _scatter_checks(xs)
+    sizes = checked(ctx, tuple((x.shape, x.dtype) for x in xs), lambda: _scatter_checks(xs))
     if sizes is None:
         return x0
     n, block = sizes
