@@ -488,7 +488,9 @@ def _with_main_input_shape(args, weights, dy, lengths, data, indices):
 
 # --- CUDA kernels (backend "cupy"; compiled lazily, see ops/_cuda.py) -----------------
 # The ops keep their generic validation (Caffe2's checks and messages, run before any
-# launch); only the pooling / repeating step is a kernel. One thread per (segment,
+# launch); only the pooling / repeating step is a kernel. Their arrays never alias
+# (outputs are fresh), so the pointers are __restrict__: DATA's rows may then be read
+# through the read-only cache. One thread per (segment,
 # column) walks its segment in index order: no atomics, so the forward pass and its
 # gradient are deterministic, and reads of a DATA row are coalesced across columns.
 
@@ -542,9 +544,10 @@ extern "C" __global__ void segment_starts(const int* lengths, i64 m, i64* starts
     for (i64 i = lo; i < hi; ++i) { starts[i] = run; run += lengths[i]; }
 }
 """ + "".join(variants(r"""
-extern "C" __global__ void sls_pool$ROWS$SUFFIX(const $DT* data, const $IT* idx,
-        const float* w, const i64* starts, const int* lengths, i64 segs, i64 block,
-        i64 rows, i64 n, $AT* out, i64* flag) {
+extern "C" __global__ void sls_pool$ROWS$SUFFIX(const $DT* __restrict__ data,
+        const $IT* __restrict__ idx, const float* __restrict__ w,
+        const i64* __restrict__ starts, const int* __restrict__ lengths, i64 segs,
+        i64 block, i64 rows, i64 n, $AT* __restrict__ out, i64* flag) {
     const int R = $RN;  /* rows in flight per thread */
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * block) return;
@@ -584,8 +587,9 @@ extern "C" __global__ void sls_pool$ROWS$SUFFIX(const $DT* data, const $IT* idx,
 }
 """.replace("$ROWS", rows).replace("$RN", str(count)), DT=_POOL_TYPES, IT=_CUDA_INDEX_TYPES)
     for rows, count in (("", 4), ("8", 8))) + variants(r"""
-extern "C" __global__ void sls_repeat$SUFFIX(const $AT* dy, const i64* starts,
-        const int* lengths, i64 segs, i64 block, i64 n, $AT* out, i64* flag) {
+extern "C" __global__ void sls_repeat$SUFFIX(const $AT* __restrict__ dy,
+        const i64* __restrict__ starts, const int* __restrict__ lengths, i64 segs,
+        i64 block, i64 n, $AT* __restrict__ out, i64* flag) {
     i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= segs * block) return;
     i64 m = t / block, c = t - m * block;
