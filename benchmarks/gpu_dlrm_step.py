@@ -13,6 +13,7 @@ seconds per step (target <= 1.0). Batches are fed every step in both peers
         #   run 2, checks deferred)
         [--bags random fixed]    # fixed: static shapes (dlrm --num-indices-per-lookup-fixed)
     python benchmarks/gpu_dlrm_step.py --config medium --profile 30   # where time goes
+        [--modes graphs --bags fixed]  # (profiles the first mode and bags given)
 
 --profile N prints the host-side cProfile of graphnet's timed steps (the N functions
 with the most own time: a function that waits for the GPU, in a sync or a .get(),
@@ -153,8 +154,9 @@ def main(argv=None):
         cfg = c2model.config(name)
         for bags in args.bags:
             weights, batches = c2model.make_data(cfg, 4, fixed_bags=bags == "fixed")
-            if args.profile:
-                run_graphnet(cfg, batches, weights, args.warmup, args.iters, args.profile)
+            if args.profile:  # (the first of --modes and of --bags)
+                run_graphnet(cfg, batches, weights, args.warmup, args.iters, args.profile,
+                             mode=args.modes[0])
                 break
             peer, peer_losses = run_torch(cfg, batches, weights, args.warmup, args.iters)
             for mode in args.modes:
