@@ -68,7 +68,8 @@ def cp_blas(cp):
     return blas._state["lib"]
 
 
-@pytest.mark.parametrize("case", ["batch", "b_transposed", "b_2d", "a_batch_1"])
+@pytest.mark.parametrize("case", ["batch", "b_transposed", "b_2d", "a_batch_1",
+                                  "b_reversed"])
 def test_batched_products(cp, case):
     rng = np.random.default_rng(len(case))
     a = _floats(rng, (4, 3, 5))
@@ -80,6 +81,8 @@ def test_batched_products(cp, case):
     da, db = cp.asarray(a), cp.asarray(b)
     if case == "b_transposed":  # BatchMatMul's trans_b: a swapaxes view
         db = cp.asarray(np.ascontiguousarray(np.swapaxes(b, 1, 2))).swapaxes(1, 2)
+    if case == "b_reversed":  # a negative batch stride: copied first
+        db = cp.asarray(b[::-1].copy())[::-1]
     got = blas.matmul(cp, da, db)
     _close(got.get(), _reference(a, b))
     assert cp_blas(cp).calls[-1][0] == "cublasGemmStridedBatchedEx"

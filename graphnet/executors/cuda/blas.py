@@ -115,8 +115,8 @@ def _operand(cp, x):
         s_row, s_col = x.strides[-2], x.strides[-1]
         batch_stride = 0
         if x.ndim == 3 and x.shape[0] > 1:
-            if x.strides[0] % item:
-                batch_stride = None
+            if x.strides[0] % item or x.strides[0] < 0:
+                batch_stride = None  # (reversed or unaligned batches: copied)
             else:
                 batch_stride = x.strides[0] // item
         if batch_stride is not None:
