@@ -10,10 +10,12 @@ up: each kernel runs in a few microseconds); ratio = graphnet / PyTorch.
     python benchmarks/gpu_launch_costs.py [--calls 2000] [--repeat 5]
 
 Rows:
-  matmul (32x64 @ 64x16)   cupy.matmul (FC's product) | torch.mm
-  matmul, cuBLAS direct     graphnet.executors.cuda.blas.matmul (ctypes, what graph
-                            capture uses; a candidate for eager FC) | torch.mm
-  FC (matmul + bias)        FC's CuPy calls | torch.nn.functional.linear
+  matmul (32x64 @ 64x16)   cupy.matmul (FC's product with GRAPHNET_CUDA_DIRECT_BLAS=0)
+                            | torch.mm
+  matmul, cuBLAS direct     graphnet.executors.cuda.blas.matmul (ctypes: FC's product
+                            by default, eager and captured) | torch.mm
+  FC (matmul + bias)        FC's calls (the direct product, then the bias added in
+                            place) | torch.nn.functional.linear
   elementwise (relu)        cupy.maximum(x, 0) | torch.relu
   in-place add              y += b | y.add_(b)
   column sums               x.sum(axis=0) | x.sum(0)
@@ -70,7 +72,7 @@ def cupy_rows(cp, calls, repeat):
     rt = runtime()
 
     def fc():
-        z = x @ w.T
+        z = blas.matmul(cp, x, w.T)
         z += b
         return z
     rows = {

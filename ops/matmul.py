@@ -97,13 +97,16 @@ def _fc_geometry(op_type, args, x, w, third, transposed, gradient=False):
 
 
 def _product(xp, a, b):
-    """numpy's matmul of a and b. While a CUDA graph is captured CuPy refuses to call
-    cuBLAS, so products of 2-D operands or of one batch axis go to cuBLAS directly
-    there (graphnet.executors.cuda.blas); others raise CuPy's refusal, and the
-    segment runs eagerly (graphs.report says why)."""
-    if xp is not np and capturing() and 2 <= a.ndim <= 3 and 2 <= b.ndim <= 3:
+    """numpy's matmul of a and b. On a GPU, float products of 2-D operands or of one
+    batch axis go to cuBLAS directly (graphnet.executors.cuda.blas): CuPy refuses to
+    call cuBLAS while a CUDA graph is captured, and its matmul costs more host time;
+    eager products fall back to CuPy's matmul when the setting or the binding's check
+    says so. Other products under capture raise CuPy's refusal, and the segment runs
+    eagerly (graphs.report says why)."""
+    if xp is not np:
         from graphnet.executors.cuda import blas
-        return blas.matmul(xp, a, b)
+        if blas.supports(a, b) and (capturing() or blas.eager_ok(xp)):
+            return blas.matmul(xp, a, b)
     return xp.matmul(a, b)
 
 

@@ -210,3 +210,70 @@ def test_the_library_is_the_libcublas_cupy_mapped(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="libcublas is not loaded in this process"):
         blas._library_path(str(maps))
     assert tried[:2] == ["libcublas.so.13", "libcublas.so.12"]
+
+
+def test_eager_products_take_the_direct_path_once_its_check_passed(cp, monkeypatch):
+    from graphnet.executors.cuda import settings
+    monkeypatch.setitem(settings._settings, "direct_blas", True)
+    assert blas.eager_ok(cp)
+    checked = len(cp_blas(cp).calls)
+    assert checked == 6  # the binding's check: one product per layout, once per device
+    assert blas.eager_ok(cp) and len(cp_blas(cp).calls) == checked
+    monkeypatch.setitem(settings._settings, "direct_blas", False)
+    assert not blas.eager_ok(cp)  # GRAPHNET_CUDA_DIRECT_BLAS=0
+
+
+@pytest.mark.parametrize("failure", ["wrong result", "no library"])
+def test_a_binding_that_fails_its_check_leaves_eager_products_to_cupy(cp, monkeypatch,
+                                                                     failure):
+    from graphnet.executors.cuda import settings
+    monkeypatch.setitem(settings._settings, "direct_blas", True)
+    if failure == "wrong result":  # e.g. a layout mapped wrongly: products of zeros
+        monkeypatch.setattr(fakecublas, "_matrices",
+                            lambda raw, dtype, *shape: np.zeros(
+                                (shape[4], shape[0], shape[1]), dtype))
+        match = "differs from numpy"
+    else:
+        del blas._state["lib"]
+
+        def missing(maps_file="/proc/self/maps"):
+            raise OSError("libcublas is not loaded in this process")
+        monkeypatch.setattr(blas, "_library_path", missing)
+        match = "OSError: libcublas is not loaded"
+    with pytest.warns(RuntimeWarning, match="cuBLAS called directly failed its check on "
+                                            "GPU 0 .*%s.*use CuPy's matmul" % match):
+        assert not blas.eager_ok(cp)
+    assert not blas.eager_ok(cp)  # (decided once: no second warning)
+
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_fc_multiplies_through_the_binding_eagerly_unless_turned_off(fake, direct):
+    """FC's product: cuBLAS directly when eager (unless GRAPHNET_CUDA_DIRECT_BLAS=0),
+    and always while a CUDA graph is captured (CuPy refuses there)."""
+    from graphnet import core, workspace
+    from graphnet.executors.cuda import settings
+    from .standin import gpu, plan_of
+    settings.set_direct_blas(direct)
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(11)
+    x, w, b = _floats(rng, (4, 5)), _floats(rng, (3, 5)), _floats(rng, (3,))
+    net = core.Net("fc_blas")
+    with core.DeviceScope(gpu(0)):
+        for name, value in (("x", x), ("w", w), ("b", b)):
+            workspace.FeedBlob(name, value)
+        net.FC(["x", "w", "b"], "h")
+        net.Relu("h", "y")  # (a segment holds two ops at least)
+    workspace.CreateNet(net)
+    workspace.RunNet("fc_blas")  # eager
+    eager = [name for name in fake.launches if name.startswith("cublas")]
+    check = ["cublasGemmEx"] * 4 + ["cublasGemmStridedBatchedEx"] * 2  # (the binding's)
+    assert eager == (check + ["cublasGemmEx"] if direct else [])
+    workspace.RunNet("fc_blas")  # captured, then launched
+    workspace.RunNet("fc_blas")  # replayed
+    assert [name for name in fake.launches if name.startswith("cublas")][len(eager):] == \
+        ["cublasGemmEx"]
+    np.testing.assert_allclose(workspace.FetchBlob("y"),
+                               np.maximum(_reference(x, w.T) + b, 0), rtol=1e-5, atol=1e-6)
+    from graphnet.executors.cuda import graphs
+    assert "captured 1 time(s), 2 launch(es)" in graphs.report(plan_of(net))[0]

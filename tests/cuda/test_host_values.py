@@ -22,7 +22,13 @@ F32 = np.float32
 
 @pytest.fixture
 def reads(fake, monkeypatch):
-    """The stand-in's device -> host reads (each one a host wait), by what read."""
+    """The stand-in's device -> host reads (each one a host wait), by what read; from
+    after the one-time check of the direct cuBLAS binding (blas.eager_ok), which reads
+    its products back on each device's first one."""
+    from graphnet.executors.cuda import blas
+    for device in range(fake.device_count):
+        with fake.cuda.Device(device):
+            assert blas.eager_ok(fake)
     seen = []
     read_back = fake._read_back
 

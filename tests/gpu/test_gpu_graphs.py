@@ -230,10 +230,14 @@ def test_dlrm_on_bags_of_random_sizes_replays_its_static_ops():
 
 def test_matrix_products_are_captured_through_cublas_directly():
     """CuPy refuses to call cuBLAS while a stream captures; FC, FCGradient and
-    BatchMatMul then multiply through graphnet.executors.cuda.blas (cuBLAS called
-    directly). Its products, eager and replayed from a graph, equal CuPy's matmul in
-    the layouts those ops pass (W.T views, dY.T, batches with trans_b)."""
+    BatchMatMul multiply through graphnet.executors.cuda.blas (cuBLAS called
+    directly, eagerly too). The binding passes its own check on this GPU, and its
+    products, eager and replayed from a graph, equal CuPy's matmul in the layouts
+    those ops pass (W.T views, dY.T, batches with trans_b)."""
     from graphnet.executors.cuda import blas
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a failed check warns, then falls back)
+        assert blas.eager_ok(cp)
     rng = np.random.default_rng(5)
 
     def dev(shape):

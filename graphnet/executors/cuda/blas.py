@@ -12,7 +12,12 @@ FC, FCGradient and BatchMatMul therefore multiply through matmul() below:
     kept per stream (cublasSetStream resets the workspace, so it is set again);
   * the compute type and algorithm CuPy's own matmul picks: pure float32 unless
     CUPY_TF32=1, tensor-op algorithms from compute capability 8.0.
-Eager runs keep CuPy's matmul.
+Eager products take the same path (GRAPHNET_CUDA_DIRECT_BLAS=0: CuPy's matmul):
+CuPy's matmul costs tens of microseconds of host time per call (cupy/cupy#5075,
+#8191), most of a small net's FC, and replays then compute what eager runs did. A
+device's first eager product checks the binding once against numpy on small products
+of every layout; should it fail (no libcublas found, a wrong result), a warning says
+so and eager products use CuPy's matmul.
 
 Row-major operands are column-major transposes, so C = A @ B is computed as
 C^T = B^T A^T: each operand whose last two axes are C-contiguous is passed as is
@@ -24,10 +29,13 @@ import ctypes
 import importlib
 import os
 import threading
+import warnings
 
 import numpy as np
 
-__all__ = ["matmul", "CublasError", "WORKSPACE_BYTES"]
+from graphnet.executors.cuda import settings
+
+__all__ = ["matmul", "supports", "eager_ok", "CublasError", "WORKSPACE_BYTES"]
 
 WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommended size on Hopper (smaller GPUs need less)
 
@@ -45,7 +53,59 @@ _state = {}  # "lib": the ctypes library; ("ws", stream ptr): workspace; ("cc", 
 
 
 class CublasError(RuntimeError):
-    """A cuBLAS call made under capture returned an error status."""
+    """A cuBLAS call returned an error status."""
+
+
+def supports(a, b):
+    """True when matmul() takes these operands."""
+    return (a.dtype == b.dtype and a.dtype in _TYPES and 2 <= a.ndim <= 3
+            and 2 <= b.ndim <= 3)
+
+
+def eager_ok(cp):
+    """True when eager products go through matmul(): the setting allows it and the
+    current device's one-time check of the binding passed."""
+    if not settings.direct_blas():
+        return False
+    device = cp.cuda.runtime.getDevice()
+    ok = _state.get(("ok", device))
+    if ok is None:
+        ok = _state[("ok", device)] = _binding_works(cp, device)
+    return ok
+
+
+def _binding_works(cp, device):
+    """matmul() against numpy on small products in every layout the ops pass (N and T
+    operands, batches, a broadcast batch); False, with a warning, when it fails."""
+    rng = np.random.default_rng(0)
+    try:
+        for shape_a, shape_b, swap_a, swap_b in (
+                ((5, 3), (3, 4), False, False), ((5, 3), (3, 4), True, False),
+                ((5, 3), (3, 4), False, True), ((5, 3), (3, 4), True, True),
+                ((2, 3, 4), (2, 4, 5), False, True), ((2, 3, 4), (4, 5), True, False)):
+            a = rng.standard_normal(shape_a).astype(np.float32)
+            b = rng.standard_normal(shape_b).astype(np.float32)
+            da, db = _laid_out(cp, a, swap_a), _laid_out(cp, b, swap_b)
+            got = matmul(cp, da, db).get()
+            want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+            if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-4):
+                raise CublasError("%s @ %s (transposed: %s, %s) differs from numpy by %.3g"
+                                  % (shape_a, shape_b, swap_a, swap_b,
+                                     float(np.max(np.abs(got - want)))))
+    except Exception as exc:
+        warnings.warn("graphnet: cuBLAS called directly failed its check on GPU %d (%s: "
+                      "%s); eager matrix products use CuPy's matmul there, and CUDA graphs "
+                      "cannot capture them" % (device, type(exc).__name__, exc),
+                      RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+def _laid_out(cp, host, transposed):
+    """A device copy of `host`, as a transposed view of its transpose when asked."""
+    if not transposed:
+        return cp.asarray(host)
+    return cp.asarray(np.ascontiguousarray(np.swapaxes(host, -1, -2))).swapaxes(-1, -2)
 
 
 def matmul(cp, a, b):
@@ -53,15 +113,15 @@ def matmul(cp, a, b):
     each (equal, or 1 broadcast), on the current device and stream, through cuBLAS
     directly (see the module docstring); a new C-contiguous array."""
     if a.dtype != b.dtype or a.dtype not in _TYPES:
-        raise TypeError("graph-captured matmul takes two float32 or two float64 arrays, "
+        raise TypeError("cuBLAS matmul takes two float32 or two float64 arrays, "
                         "found %s and %s" % (a.dtype, b.dtype))
     if a.ndim not in (2, 3) or b.ndim not in (2, 3) or a.shape[-1] != b.shape[-2]:
-        raise ValueError("graph-captured matmul: shapes %s and %s do not multiply"
+        raise ValueError("cuBLAS matmul: shapes %s and %s do not multiply"
                          % (a.shape, b.shape))
     batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
     for x in (a, b):
         if x.ndim == 3 and x.shape[0] not in (1, batch):
-            raise ValueError("graph-captured matmul: batch sizes %s and %s differ"
+            raise ValueError("cuBLAS matmul: batch sizes %s and %s differ"
                              % (a.shape[0], b.shape[0]))
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     shape = ((batch,) if a.ndim == 3 or b.ndim == 3 else ()) + (m, n)
@@ -130,8 +190,8 @@ def _operand(cp, x):
 
 def _check(status, what):
     if status != 0:
-        raise CublasError("%s returned cuBLAS status %d while a CUDA graph was captured "
-                          "(see cublasStatus_t in cublas_api.h)" % (what, status))
+        raise CublasError("%s returned cuBLAS status %d (see cublasStatus_t in "
+                          "cublas_api.h)" % (what, status))
 
 
 def _compute_type(dtype):

@@ -16,13 +16,17 @@ GRAPHNET_CUDA_GRAPHS=1          one-GPU nets capture their graph-safe ops as CUD
                                 (graphnet.executors.cuda.graphs; checks deferred there)
 GRAPHNET_CUDA_STAGED_COPIES=1   copies between GPUs go through pinned host memory even
                                 where peer access works (diagnosis; tests on 1 GPU)
+GRAPHNET_CUDA_DIRECT_BLAS=0     eager matrix products through CuPy's matmul instead of
+                                cuBLAS called directly (graphnet.executors.cuda.blas;
+                                CUDA graph captures use cuBLAS directly either way)
 """
 
 import os
 
 __all__ = ["cuda_enabled", "gpu_map", "set_gpu_map", "parse_gpu_map", "deterministic",
            "set_deterministic", "checks_mode", "set_checks_mode", "staged_copies",
-           "set_staged_copies", "cuda_graphs", "set_cuda_graphs", "reset"]
+           "set_staged_copies", "cuda_graphs", "set_cuda_graphs", "direct_blas",
+           "set_direct_blas", "reset"]
 
 _settings = {}
 
@@ -145,3 +149,14 @@ def cuda_graphs():
 
 def set_cuda_graphs(on=True):
     _settings["graphs"] = bool(on)
+
+
+def direct_blas():
+    """Eager matrix products through cuBLAS called directly (default on)."""
+    if "direct_blas" not in _settings:
+        _settings["direct_blas"] = _env_flag("GRAPHNET_CUDA_DIRECT_BLAS", True)
+    return _settings["direct_blas"]
+
+
+def set_direct_blas(on=True):
+    _settings["direct_blas"] = bool(on)
