@@ -277,3 +277,18 @@ def test_fc_multiplies_through_the_binding_eagerly_unless_turned_off(fake, direc
                                np.maximum(_reference(x, w.T) + b, 0), rtol=1e-5, atol=1e-6)
     from graphnet.executors.cuda import graphs
     assert "captured 1 time(s), 2 launch(es)" in graphs.report(plan_of(net))[0]
+
+
+def test_fc_gradient_sums_dy_as_a_product_with_ones(fake):
+    """FCGradient's bias gradient on a GPU: dY^T times ones through cuBLAS (Caffe2's
+    bias_multiplier_), one product beside dW's and dX's; against column sums in
+    float64."""
+    from tests.opcheck import run_op
+    rng = np.random.default_rng(12)
+    x, w, dy = _floats(rng, (6, 5)), _floats(rng, (4, 5)), _floats(rng, (6, 4))
+    dw, db, dx = run_op("FCGradient", [x, w, dy], 3, device=0)
+    _close(db, dy.astype(F64).sum(axis=0).astype(F32))
+    _close(dw, _reference(dy.T, x))
+    _close(dx, _reference(dy, w))
+    products = [name for name in fake.launches if name.startswith("cublas")]
+    assert products[6:] == ["cublasGemmEx"] * 3  # (after the binding's check)
