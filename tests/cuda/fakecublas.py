@@ -38,7 +38,8 @@ def _value(arg):
 
 
 class FakeCublas(object):
-    """Bound to one FakeCuda. `calls`: (entry point, stream ptr) of every product."""
+    """Bound to one FakeCuda. `calls`: (entry point, stream ptr) of every product;
+    `last_compute`: the compute type of the last one."""
 
     def __init__(self, fake):
         self.fake = fake
@@ -46,6 +47,7 @@ class FakeCublas(object):
         self.workspaces = {}  # handle -> (ptr, bytes) or None
         self.modes = {}       # handle -> pointer mode (0: host scalars, the default)
         self.calls = []
+        self.last_compute = None
 
     def cublasSetStream_v2(self, handle, stream):
         handle = _value(handle)
@@ -139,6 +141,7 @@ class FakeCublas(object):
             else:
                 out[...] = alpha * ab + beta * out
         self.calls.append((name, stream.ptr))
+        self.last_compute = _value(compute)
         fake.launches.append(name)
         reads = [r for r in (ref_a, ref_b) if r is not None] + ([ref_c] if beta else [])
         fake._enqueue(fc._Node(name, product, (ref_a, ref_b, ref_c), {}, reads, [ref_c]),

@@ -292,3 +292,18 @@ def test_fc_gradient_sums_dy_as_a_product_with_ones(fake):
     _close(dx, _reference(dy, w))
     products = [name for name in fake.launches if name.startswith("cublas")]
     assert products[6:] == ["cublasGemmEx"] * 3  # (after the binding's check)
+
+
+@pytest.mark.parametrize("tf32, compute", [(None, 68), ("1", 77)])
+def test_float32_products_compute_as_cupy_does(cp, monkeypatch, tf32, compute):
+    """CUBLAS_COMPUTE_32F (68), or 32F_FAST_TF32 (77) when CUPY_TF32=1 asks CuPy for
+    TF32 tensor cores; float64 in CUBLAS_COMPUTE_64F (70)."""
+    if tf32 is None:
+        monkeypatch.delenv("CUPY_TF32", raising=False)
+    else:
+        monkeypatch.setenv("CUPY_TF32", tf32)
+    a = cp.asarray(np.ones((2, 2), F32))
+    blas.matmul(cp, a, a)
+    assert cp_blas(cp).last_compute == compute
+    blas.matmul(cp, a.astype(F64), a.astype(F64))
+    assert cp_blas(cp).last_compute == 70

@@ -49,7 +49,9 @@ _TYPES = {np.dtype(np.float32): (_CUDA_R_32F, ctypes.c_float),
           np.dtype(np.float64): (_CUDA_R_64F, ctypes.c_double)}
 
 _lock = threading.Lock()
-_state = {}  # "lib": the ctypes library; ("ws", stream ptr): workspace; ("cc", device)
+# "lib": the ctypes library; ("ws", stream ptr): workspace; ("cc", device): compute
+# capability; ("ok", device): the binding's check passed; "compute32": float32's type
+_state = {}
 
 
 class CublasError(RuntimeError):
@@ -198,8 +200,13 @@ def _compute_type(dtype):
     if dtype == np.float64:
         return _COMPUTE_64F
     # as CuPy: float32 products in float32 unless CUPY_TF32=1 asks for TF32 tensor cores
-    return _COMPUTE_32F_FAST_TF32 if os.environ.get("CUPY_TF32", "0") != "0" \
-        else _COMPUTE_32F
+    # (read once, as CuPy reads it when imported)
+    compute = _state.get("compute32")
+    if compute is None:
+        compute = _state["compute32"] = (
+            _COMPUTE_32F_FAST_TF32 if os.environ.get("CUPY_TF32", "0") != "0"
+            else _COMPUTE_32F)
+    return compute
 
 
 def _algorithm(cp):
