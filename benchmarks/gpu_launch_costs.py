@@ -147,10 +147,11 @@ def main(argv=None):
         print("%-28s %12.2f %12s %8s" % (
             name, seconds * 1e6, "%.2f" % (other * 1e6) if other else "n/a",
             "%.2f" % (seconds / other) if other else "n/a"))
-    if "graphnet op (Relu)" in peer:
-        summary("host cost of one op (Relu) vs PyTorch", "%.2f us" % (
-            ours["graphnet op (Relu)"] * 1e6), "%.2f us" % (peer["graphnet op (Relu)"] * 1e6),
-            ours["graphnet op (Relu)"] / peer["graphnet op (Relu)"], "(informative)")
+    for name in ("matmul (32x64 @ 64x16)", "matmul, cuBLAS direct", "graphnet op (Relu)"):
+        if name in peer:  # (in run.sh's summary table)
+            summary("host per call: %s" % name, "%.2f us" % (ours[name] * 1e6),
+                    "%.2f us" % (peer[name] * 1e6), ours[name] / peer[name],
+                    "(informative)")
 
 
 if __name__ == "__main__":
