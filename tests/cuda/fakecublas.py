@@ -1,4 +1,4 @@
-"""The stand-in's libcublas: the four entry points graphnet.executors.cuda.blas calls
+"""The stand-in's libcublas: the five entry points graphnet.executors.cuda.blas calls
 through ctypes, written from the cuBLAS documentation (column-major matrices,
 leading dimensions, strided batches), so the row-major to column-major mapping of
 blas.py is checked against cuBLAS's conventions, not against itself.
