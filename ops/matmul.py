@@ -105,7 +105,7 @@ def _product(xp, a, b):
     eagerly (graphs.report says why)."""
     if xp is not np:
         from graphnet.executors.cuda import blas
-        if blas.supports(a, b) and (capturing() or blas.eager_ok(xp)):
+        if blas.direct(xp, a, b):
             return blas.matmul(xp, a, b)
     return xp.matmul(a, b)
 
@@ -118,9 +118,9 @@ def _column_sums(ctx, xp, dy):
     if xp is np:
         return np.add.reduce(dy, axis=0)
     from graphnet.executors.cuda import blas
-    captured = capturing()
-    if not (blas.supports(dy, dy) and (captured or blas.eager_ok(xp))):
+    if not blas.direct(xp, dy, dy):
         return dy.sum(axis=0)
+    captured = capturing()
     key = ("ones", dy.shape[0], dy.dtype, dy.device.id)
     ones = None if captured else ctx.cache.get(key)
     if ones is None:

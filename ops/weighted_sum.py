@@ -223,6 +223,11 @@ def _scatter_checks(xs):
     return n, block
 
 
+def _scatter_sizes(ctx, xs):
+    """_scatter_checks once per input signature (shapes and dtypes: all it reads)."""
+    return checked(ctx, tuple((x.shape, x.dtype) for x in xs), lambda: _scatter_checks(xs))
+
+
 @SCATTER_WEIGHTED_SUM.shape
 def _(args, *xs):
     _scatter_checks(xs)
@@ -258,7 +263,7 @@ def _accumulate_rows(ctx, data, idx, x, w):
 
 @SCATTER_WEIGHTED_SUM.kernel
 def scatter_weighted_sum(ctx, args, *xs):
-    sizes = checked(ctx, tuple((x.shape, x.dtype) for x in xs), lambda: _scatter_checks(xs))
+    sizes = _scatter_sizes(ctx, xs)
     x0 = xs[0]
     if sizes is None:
         return x0
@@ -330,7 +335,7 @@ def scatter_weighted_sum_cuda(ctx, args, *xs):
     x0 = xs[0]
     if x0.dtype != F32:
         return scatter_weighted_sum(ctx, args, *xs)
-    sizes = checked(ctx, tuple((x.shape, x.dtype) for x in xs), lambda: _scatter_checks(xs))
+    sizes = _scatter_sizes(ctx, xs)
     if sizes is None:
         return x0
     n, block = sizes

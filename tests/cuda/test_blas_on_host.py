@@ -22,6 +22,11 @@ def cp(monkeypatch):
         yield fake
 
 
+def cp_blas(cp):
+    """The stand-in's libcublas that blas calls (fakecublas.FakeCublas)."""
+    return blas._state["lib"]
+
+
 def _floats(rng, shape, dtype=F32):
     return (rng.standard_normal(shape) + 0.25).astype(dtype)
 
@@ -62,10 +67,6 @@ def test_2d_products_in_every_layout(cp, layout_a, layout_b, dtype):
         assert got.flags.c_contiguous
         _close(got.get(), _reference(a, b))
     assert {name for name, _ in cp_blas(cp).calls} == {"cublasGemmEx"}
-
-
-def cp_blas(cp):
-    return blas._state["lib"]
 
 
 @pytest.mark.parametrize("case", ["batch", "b_transposed", "b_2d", "a_batch_1",

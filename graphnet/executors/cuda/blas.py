@@ -33,9 +33,9 @@ import warnings
 
 import numpy as np
 
-from graphnet.executors.cuda import settings
+from graphnet.executors.cuda import checks, settings
 
-__all__ = ["matmul", "supports", "eager_ok", "CublasError", "WORKSPACE_BYTES"]
+__all__ = ["matmul", "direct", "eager_ok", "CublasError", "WORKSPACE_BYTES"]
 
 WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommended size on Hopper (smaller GPUs need less)
 
@@ -58,10 +58,11 @@ class CublasError(RuntimeError):
     """A cuBLAS call returned an error status."""
 
 
-def supports(a, b):
-    """True when matmul() takes these operands."""
+def direct(cp, a, b):
+    """True when a @ b goes through matmul(): operands it takes, and either a capture
+    in progress (CuPy would refuse) or eager products allowed (eager_ok)."""
     return (a.dtype == b.dtype and a.dtype in _TYPES and 2 <= a.ndim <= 3
-            and 2 <= b.ndim <= 3)
+            and 2 <= b.ndim <= 3 and (checks.is_capturing() or eager_ok(cp)))
 
 
 def eager_ok(cp):
@@ -171,23 +172,28 @@ def _operand(cp, x):
     cuBLAS reads it: its last two axes C-contiguous (op N, ld = columns) or their
     transpose so (op T, ld = rows); otherwise a C-contiguous copy. A batch axis of
     size 1 has stride 0 (broadcast)."""
+    layout = _layout(x)
+    if layout is None:
+        x = cp.ascontiguousarray(x)
+        layout = _layout(x)
+    return (x,) + layout
+
+
+def _layout(x):
+    """(op, ld, batch stride) of x as it lies in memory, or None."""
     item = x.itemsize
     rows, cols = x.shape[-2], x.shape[-1]
-    for _ in range(2):
-        s_row, s_col = x.strides[-2], x.strides[-1]
-        batch_stride = 0
-        if x.ndim == 3 and x.shape[0] > 1:
-            if x.strides[0] % item or x.strides[0] < 0:
-                batch_stride = None  # (reversed or unaligned batches: copied)
-            else:
-                batch_stride = x.strides[0] // item
-        if batch_stride is not None:
-            if (s_col == item or cols == 1) and (s_row == cols * item or rows == 1):
-                return x, _OP_N, max(cols, 1), batch_stride
-            if (s_row == item or rows == 1) and (s_col == rows * item or cols == 1):
-                return x, _OP_T, max(rows, 1), batch_stride
-        x = cp.ascontiguousarray(x)
-    raise AssertionError("a C-contiguous array has a cuBLAS layout")
+    s_row, s_col = x.strides[-2], x.strides[-1]
+    batch_stride = 0
+    if x.ndim == 3 and x.shape[0] > 1:
+        if x.strides[0] % item or x.strides[0] < 0:
+            return None  # (reversed or unaligned batches: copied)
+        batch_stride = x.strides[0] // item
+    if (s_col == item or cols == 1) and (s_row == cols * item or rows == 1):
+        return _OP_N, max(cols, 1), batch_stride
+    if (s_row == item or rows == 1) and (s_col == rows * item or cols == 1):
+        return _OP_T, max(rows, 1), batch_stride
+    return None
 
 
 def _check(status, what):
