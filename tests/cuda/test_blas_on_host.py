@@ -308,3 +308,78 @@ def test_float32_products_compute_as_cupy_does(cp, monkeypatch, tf32, compute):
     assert cp_blas(cp).last_compute == compute
     blas.matmul(cp, a.astype(F64), a.astype(F64))
     assert cp_blas(cp).last_compute == 70
+
+
+def _fortran_gemm(dtype):
+    """The reference BLAS gemm (Fortran, column-major, arguments by reference) that
+    SciPy exports for Cython (scipy.linalg.cython_blas), as a ctypes function: the
+    same contract cuBLAS's gemm implements, from an implementation that is not ours."""
+    cython_blas = pytest.importorskip("scipy.linalg.cython_blas")
+    capsule = cython_blas.__pyx_capi__["sgemm" if dtype == F32 else "dgemm"]
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype = ctypes.c_char_p
+    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    address = api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+    p = ctypes.c_void_p
+    return ctypes.CFUNCTYPE(None, *([p] * 13))(address)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_the_stand_ins_cublas_agrees_with_reference_blas(cp, dtype):
+    """fakecublas against the reference BLAS gemm, called with the very arguments:
+    both transposes, leading dimensions with and without padding, alpha and beta,
+    and strided batches as one reference call per matrix."""
+    gemm = _fortran_gemm(dtype)
+    scalar = ctypes.c_float if dtype == F32 else ctypes.c_double
+    cuda_type, compute = (0, 68) if dtype == F32 else (1, 70)
+    lib, handle = cp_blas(cp), ctypes.c_void_p(cp.cuda.device.get_cublas_handle())
+    assert lib.cublasSetStream_v2(handle, ctypes.c_void_p(0)) == 0
+    rng = np.random.default_rng(11)
+    ptr = lambda x: ctypes.c_void_p(x.ctypes.data)  # noqa: E731
+    ref = lambda v, t=ctypes.c_int: ctypes.byref(t(v))  # noqa: E731
+    cases = 0
+    for transa in (0, 1):
+        for transb in (0, 1):
+            for pad in (0, 3):
+                for batch in (1, 3):
+                    m, n, k = rng.integers(1, 6, 3)
+                    rows_a = m if transa == 0 else k
+                    rows_b = k if transb == 0 else n
+                    cols_a, cols_b = (k if transa == 0 else m), (n if transb == 0 else k)
+                    lda, ldb, ldc = rows_a + pad, rows_b + pad, m + pad
+                    sa, sb, sc = lda * cols_a + pad, ldb * cols_b, ldc * n + 2 * pad
+                    a = _floats(rng, batch * sa, dtype)
+                    b = _floats(rng, batch * sb, dtype)
+                    c = _floats(rng, batch * sc, dtype)
+                    alpha, beta = 1.5, (0.0 if pad else -0.75)
+                    want = c.copy()
+                    for i in range(batch):
+                        gemm(ctypes.c_char_p(b"NT"[transa:transa + 1]),
+                             ctypes.c_char_p(b"NT"[transb:transb + 1]),
+                             ref(m), ref(n), ref(k), ref(alpha, scalar),
+                             ptr(a[i * sa:]), ref(lda), ptr(b[i * sb:]), ref(ldb),
+                             ref(beta, scalar), ptr(want[i * sc:]), ref(ldc))
+                    da, db, dc = cp.asarray(a), cp.asarray(b), cp.asarray(c)
+                    args = [handle, transa, transb, int(m), int(n), int(k),
+                            ctypes.byref(scalar(alpha)), ctypes.c_void_p(da.data.ptr),
+                            cuda_type, int(lda)]
+                    if batch == 1:
+                        status = lib.cublasGemmEx(
+                            *args, ctypes.c_void_p(db.data.ptr), cuda_type, int(ldb),
+                            ctypes.byref(scalar(beta)), ctypes.c_void_p(dc.data.ptr),
+                            cuda_type, int(ldc), compute, -1)
+                    else:
+                        status = lib.cublasGemmStridedBatchedEx(
+                            *args, ctypes.c_longlong(int(sa)), ctypes.c_void_p(db.data.ptr),
+                            cuda_type, int(ldb), ctypes.c_longlong(int(sb)),
+                            ctypes.byref(scalar(beta)), ctypes.c_void_p(dc.data.ptr),
+                            cuda_type, int(ldc), ctypes.c_longlong(int(sc)), batch,
+                            compute, -1)
+                    assert status == 0
+                    tol = 1e-5 if dtype == F32 else 1e-12
+                    np.testing.assert_allclose(dc.get(), want, rtol=tol, atol=tol)
+                    assert not np.array_equal(want, c)  # the reference did write C
+                    cases += 1
+    assert cases == 16
