@@ -14,6 +14,11 @@ LENGTHS are checked on the host's copy once per feed (graphnet.executors.cuda.
 host_values), so a RunNet is the kernels and the final synchronization; graphs:
 GRAPHNET_CUDA_GRAPHS, the two ops replayed as one CUDA graph with the checks made by
 the kernels and read when the run ends.
+
+For context (no target), the same bytes through PyTorch on the same data when it sees
+the GPU: F.embedding_bag (mode "sum") forward, and the values of its sparse gradient
+(dY repeated per lookup, torch.repeat_interleave): what a tuned library's gathers
+reach on this GPU beside the copy.
 """
 
 import argparse
@@ -44,13 +49,13 @@ def main(argv=None):
     gpu0 = core.DeviceOption(workspace.GpuDeviceType, 0)
     rng = np.random.default_rng(0)
     n = args.bags * args.bag
+    data = {"table": rng.standard_normal((args.rows, args.dim)).astype(np.float32),
+            "idx": rng.integers(0, args.rows, n).astype(np.int64),
+            "len": np.full(args.bags, args.bag, np.int32),
+            "dy": rng.standard_normal((args.bags, args.dim)).astype(np.float32)}
     with core.DeviceScope(gpu0):
-        workspace.FeedBlob("table", rng.standard_normal((args.rows, args.dim))
-                           .astype(np.float32))
-        workspace.FeedBlob("idx", rng.integers(0, args.rows, n).astype(np.int64))
-        workspace.FeedBlob("len", np.full(args.bags, args.bag, np.int32))
-        workspace.FeedBlob("dy", rng.standard_normal((args.bags, args.dim))
-                           .astype(np.float32))
+        for name, value in data.items():
+            workspace.FeedBlob(name, value)
         net = core.Net("sls_fwd_bwd")
         net.SparseLengthsSum(["table", "idx", "len"], "out")
         net.SparseLengthsIndicesInGradientSumGradient(["dy", "len", "idx"], "grad_values")
@@ -79,6 +84,48 @@ def main(argv=None):
         summary("SLS fwd+bwd bandwidth vs D2D copy%s" % label, "%.1f GB/s" % ours,
                 "%.1f GB/s" % peer, ours / peer, ">= 0.60")
     per_op(cp, row, n, args.bags)
+    pytorch_context(data, moved, peer, args.repeat)
+
+
+def torch_sls(table, idx, lengths, dy, device):
+    """SparseLengthsSum and SparseLengthsIndicesInGradientSumGradient in PyTorch on
+    `device`: a function returning (pooled (bags, dim), gradient values (n, dim)),
+    done with the device when it returns; None without torch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    w, i, g = put(table), put(idx), put(dy)
+    counts = put(lengths.astype(np.int64))
+    offsets = torch.cumsum(counts, 0) - counts
+    n = int(idx.shape[0])
+    wait = torch.cuda.synchronize if w.is_cuda else (lambda: None)
+
+    def step():
+        pooled = F.embedding_bag(i, w, offsets, mode="sum")
+        values = torch.repeat_interleave(g, counts, dim=0, output_size=n)  # (no sync)
+        wait()
+        return pooled, values
+    return step
+
+
+def pytorch_context(data, moved, peer, repeat):
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            raise ImportError("no GPU for torch")
+    except ImportError as exc:
+        print("PyTorch embedding_bag: not run (%s)" % exc)
+        return
+    step = torch_sls(data["table"], data["idx"], data["len"], data["dy"], "cuda")
+    seconds = time_gpu(step, repeat)
+    rate = moved / seconds / 1e9
+    print("PyTorch %s embedding_bag fwd + repeat_interleave bwd, same data: %.3f ms, "
+          "%.1f GB/s" % (torch.__version__, seconds * 1e3, rate))
+    summary("SLS fwd+bwd, PyTorch embedding_bag vs D2D", "%.1f GB/s" % rate,
+            "%.1f GB/s" % peer, rate / peer, "context, no target")
 
 
 def per_op(cp, row, n, bags):
