@@ -102,7 +102,7 @@ run_step gpu_tests 100 $PY -m pytest tests/gpu -p no:cacheprovider -rfEs -s \
 run_step gpu_dist 70 $PY -m pytest tests/gpu/test_gpu_distributed.py -p no:cacheprovider \
     -rfEs -s
 run_step bench_copy 30 $PY benchmarks/gpu_copy_bandwidth.py
-run_step bench_sls 35 $PY benchmarks/gpu_sls_bandwidth.py
+run_step bench_sls 45 $PY benchmarks/gpu_sls_bandwidth.py
 run_step bench_dlrm 100 $PY benchmarks/gpu_dlrm_step.py --iters 15
 run_step bench_launch 30 $PY benchmarks/gpu_launch_costs.py
 run_step op_sweep 90 $PY -m pytest tests/ops -p no:cacheprovider -p tests.gpu.sweep
