@@ -106,10 +106,15 @@ def _elapsed(begin, end):
     return cupy.cuda.get_elapsed_time(begin, end)
 
 
+# PyTorch's device ("cpu" only where tests run this script on the CuPy stand-in)
+TORCH_DEVICE = "cuda"
+
+
 def run_torch(cfg, batches, weights, warmup, iters):
     import torch
     import dlrm_torch_model as tmodel
-    device = torch.device("cuda")
+    device = torch.device(TORCH_DEVICE)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model = tmodel.DLRM(cfg, weights).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = torch.nn.MSELoss()
@@ -117,7 +122,7 @@ def run_torch(cfg, batches, weights, warmup, iters):
     times, losses = [], []
     for it in range(warmup + iters):
         dense, indices, offsets, target = host[it % len(host)]
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         dense, target = dense.to(device), target.to(device)
         indices = [i.to(device) for i in indices]
