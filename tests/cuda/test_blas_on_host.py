@@ -4,6 +4,7 @@ column-major conventions), eagerly and captured into a CUDA graph, against numpy
 and the stand-in refusing CuPy's own cuBLAS calls under capture, as CuPy does."""
 
 import ctypes
+import types
 
 import numpy as np
 import pytest
@@ -211,6 +212,28 @@ def test_the_library_is_the_libcublas_cupy_mapped(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="libcublas is not loaded in this process"):
         blas._library_path(str(maps))
     assert tried[:2] == ["libcublas.so.13", "libcublas.so.12"]
+
+
+def test_the_library_is_looked_up_once_cupy_made_its_handle(cp, monkeypatch):
+    """CuPy loads libcublas when it makes its handle (CuPy 14: through cuda.pathfinder,
+    from wherever the library lives); only then is the process's map read."""
+    order = []
+    monkeypatch.setattr(cp.cuda.device, "get_cublas_handle",
+                        lambda: order.append("handle") or fakecuda.CUBLAS_HANDLE)
+    monkeypatch.setattr(blas, "_library_path",
+                        lambda: order.append("maps") or "/opt/nv/libcublas.so.13")
+    loaded = types.SimpleNamespace(**{name: (lambda *a: 0) for name in (
+        "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSetPointerMode_v2",
+        "cublasGemmEx", "cublasGemmStridedBatchedEx")})
+    opened = []
+    monkeypatch.setattr(blas.ctypes, "CDLL", lambda path: opened.append(path) or loaded)
+    monkeypatch.delitem(blas._state, "lib")
+    assert blas._library(cp) is loaded
+    assert order == ["handle", "maps"] and opened == ["/opt/nv/libcublas.so.13"]
+    assert loaded.cublasGemmEx.restype is ctypes.c_int
+    assert len(loaded.cublasGemmStridedBatchedEx.argtypes) == 23  # (cublas_api.h)
+    assert len(loaded.cublasGemmEx.argtypes) == 19
+    assert blas._library(cp) is loaded and order == ["handle", "maps"]  # (kept)
 
 
 def test_eager_products_take_the_direct_path_once_its_check_passed(cp, monkeypatch):

@@ -26,7 +26,6 @@ is first copied contiguous (a kernel, captured like the others).
 """
 
 import ctypes
-import importlib
 import os
 import threading
 import warnings
@@ -238,22 +237,23 @@ def _workspace(cp, stream):
 
 def _library(cp):
     """ctypes handle on the libcublas CuPy loaded (found among the process's mapped
-    libraries once CuPy's cublas module is imported, else by its usual names)."""
+    libraries once CuPy made its cuBLAS handle, else by its usual names)."""
     lib = _state.get("lib")
     if lib is not None:
         return lib
     with _lock:
         lib = _state.get("lib")
         if lib is None:
+            # CuPy's handle first: CuPy loads libcublas then, wherever it lives (CuPy 14
+            # through cuda.pathfinder when the package attribute is first read, e.g. from
+            # a pip-installed nvidia-cublas the dynamic loader does not search; importing
+            # cupy_backends.cuda.libs.cublas directly would skip that and fail to load)
+            cp.cuda.device.get_cublas_handle()
             lib = _state["lib"] = _declare(ctypes.CDLL(_library_path()))
     return lib
 
 
 def _library_path(maps_file="/proc/self/maps"):
-    try:
-        importlib.import_module("cupy_backends.cuda.libs.cublas")  # (maps libcublas)
-    except ImportError:
-        pass
     try:
         with open(maps_file) as maps:
             for line in maps:
