@@ -1,5 +1,5 @@
-"""Compile CUDA C with NVRTC through ctypes: no GPU, no CuPy, only libnvrtc
-(pip package nvidia-cuda-nvrtc-cu12, in the [test] extra)."""
+"""Compile CUDA C with NVRTC through ctypes: no GPU, no CuPy, only libnvrtc (the
+[test] extra installs CUDA 12's and CUDA 13's: GPU images run either)."""
 
 import ctypes
 import glob
@@ -13,10 +13,16 @@ class NvrtcError(RuntimeError):
     pass
 
 
-def find_libnvrtc():
-    """Path of libnvrtc.so from the nvidia-cuda-nvrtc wheel, or None."""
+# CUDA major version -> the package of its NVRTC wheel: nvidia-cuda-nvrtc-cu12
+# (nvidia/cuda_nvrtc/lib/libnvrtc.so.12) and nvidia-cuda-nvrtc 13 (nvidia/cu13/lib)
+WHEELS = {"12": "nvidia.cuda_nvrtc", "13": "nvidia.cu13"}
+DEFAULT = "12"
+
+
+def find_libnvrtc(version=DEFAULT):
+    """Path of libnvrtc.so of CUDA `version` from its wheel, or None."""
     try:
-        spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+        spec = importlib.util.find_spec(WHEELS[version])
     except ModuleNotFoundError:
         spec = None
     for root in (spec.submodule_search_locations if spec else []):
@@ -30,16 +36,22 @@ def find_libnvrtc():
 _lib = {}
 
 
-def _nvrtc():
-    if "lib" not in _lib:
-        path = find_libnvrtc()
-        _lib["lib"] = ctypes.CDLL(path) if path else None
-    return _lib["lib"]
+def _nvrtc(version):
+    if version not in _lib:
+        path = find_libnvrtc(version)
+        if path:  # its builtins first: some releases find them only on the loader's path
+            for builtins in glob.glob(os.path.join(os.path.dirname(path),
+                                                   "libnvrtc-builtins.so*")):
+                ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+        _lib[version] = ctypes.CDLL(path) if path else None
+    return _lib[version]
 
 
-def compile_ptx(code, name="kernel.cu", arch="compute_90", options=("-std=c++14",)):
-    """Compile `code`; returns the PTX text, raises NvrtcError with NVRTC's log."""
-    lib = _nvrtc()
+def compile_ptx(code, name="kernel.cu", arch="compute_90", options=("-std=c++14",),
+                version=DEFAULT):
+    """Compile `code` with CUDA `version`'s NVRTC; returns the PTX text, raises
+    NvrtcError with NVRTC's log."""
+    lib = _nvrtc(version)
     prog = ctypes.c_void_p()
     status = lib.nvrtcCreateProgram(ctypes.byref(prog), code.encode(), name.encode(), 0,
                                     None, None)

@@ -9,7 +9,7 @@ import pytest
 from graphnet import registry
 from graphnet.ops import _cuda, _cuda_scatter
 
-from .nvrtc import compile_ptx, find_libnvrtc
+from .nvrtc import WHEELS, compile_ptx, find_libnvrtc
 
 registry.registered_types()  # import every op family, so every source is registered
 
@@ -35,9 +35,17 @@ LAUNCHED = {
 }
 
 
-def test_libnvrtc_is_installed():
-    assert find_libnvrtc(), ("libnvrtc not found: pip install 'graphnet[test]' installs "
-                             "nvidia-cuda-nvrtc-cu12, which these tests compile with")
+# (version, architecture): CUDA 13 compiles from Turing (compute_75) on
+ARCHS = [("12", "compute_90"), ("12", "compute_70"), ("13", "compute_90"),
+         ("13", "compute_75")]
+
+
+@pytest.mark.parametrize("version", sorted(WHEELS))
+def test_libnvrtc_is_installed(version):
+    assert find_libnvrtc(version), (
+        "CUDA %s's libnvrtc not found: pip install 'graphnet[test]' installs the NVRTC "
+        "wheels (nvidia-cuda-nvrtc-cu12 and nvidia-cuda-nvrtc 13) these tests compile "
+        "with" % version)
 
 
 def test_every_source_is_covered():
@@ -45,9 +53,10 @@ def test_every_source_is_covered():
 
 
 @pytest.mark.parametrize("name", sorted(LAUNCHED))
-@pytest.mark.parametrize("arch", ["compute_90", "compute_70"])
-def test_source_compiles_and_exports_its_kernels(name, arch):
-    ptx = compile_ptx(_cuda.SOURCES[name].code, name + ".cu", arch=arch)
+@pytest.mark.parametrize("version,arch", ARCHS)
+def test_source_compiles_and_exports_its_kernels(name, version, arch):
+    ptx = compile_ptx(_cuda.SOURCES[name].code, name + ".cu", arch=arch,
+                      options=_cuda.SOURCES[name].options, version=version)
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
     missing = [k for k in LAUNCHED[name] if k not in entries]
     assert not missing, "%s does not export %s (has %s)" % (name, missing, sorted(entries))
