@@ -28,7 +28,8 @@ CEILINGS = {"sync": 118, "deferred": 118}
 
 def _census(fake, monkeypatch, checks_mode):
     """Per-step counts over STEPS steps after 3 warm-up steps: (operations by op type and
-    call, reads back, kernel launches by name), and the last loss."""
+    call, reads back, kernel launches by name, host synchronizations by what waited),
+    and the last loss."""
     compat.install()  # (the model is written against caffe2.python)
     settings.set_checks_mode(checks_mode)
     cfg = c2model.config("medium")
@@ -45,6 +46,14 @@ def _census(fake, monkeypatch, checks_mode):
     def counted_read(arrays, what, stream=None):
         reads.append(what)
         return read_back(arrays, what, stream)
+
+    waits = collections.Counter()
+
+    def counted_wait(what, wait):
+        def wrapper(self, *args):
+            waits[what] += 1
+            return wait(self, *args)
+        return wrapper
     with core.DeviceScope(gpu(0)):
         model, loss = c2model.create(workspace, cfg, weights, batches[0])
         name = model.net.Proto().name
@@ -52,21 +61,30 @@ def _census(fake, monkeypatch, checks_mode):
             if it == 3:
                 monkeypatch.setattr(fake, "_access", counted_access)
                 monkeypatch.setattr(fake, "_read_back", counted_read)
+                for what, cls in (("stream", fake.cuda.Stream), ("event", fake.cuda.Event)):
+                    monkeypatch.setattr(cls, "synchronize",
+                                        counted_wait(what, cls.synchronize))
+                monkeypatch.setattr(type(fake), "_device_synchronize", counted_wait(
+                    "device", type(fake)._device_synchronize))
                 del fake.launches[:]
             c2model.feed_batch(workspace, batches[it % len(batches)])
             workspace.RunNet(name)
         value = float(workspace.FetchBlob(loss))
-    return ops, reads, collections.Counter(fake.launches), value
+    return ops, reads, collections.Counter(fake.launches), waits, value
 
 
 @pytest.mark.parametrize("checks_mode", ["sync", "deferred"])
 def test_a_dlrm_step_waits_for_the_device_only_to_end_and_counts_its_work(
         fake, monkeypatch, checks_mode):
-    ops, reads, launches, loss = _census(fake, monkeypatch, checks_mode)
+    ops, reads, launches, waits, loss = _census(fake, monkeypatch, checks_mode)
     per_step = sum(ops.values()) / STEPS
-    print("%s: %.1f device operations per step, %d reads back, launches %s" % (
-        checks_mode, per_step, len(reads), dict(launches)))
+    print("%s: %.1f device operations per step, %d reads back, host waits %s, launches "
+          "%s" % (checks_mode, per_step, len(reads), dict(waits), dict(launches)))
     assert np.isfinite(loss) and loss > 0
+    # the host waits once per step, at the run's end, and for the loss's FetchBlob: the
+    # batch's 18 FeedBlobs do not wait for their copies (the run's stream is ordered
+    # after them)
+    assert waits == {"stream": STEPS + 1}
     # host waits: none before the run's end (the fed INDICES, LENGTHS and w_0 are
     # checked on the host); deferred mode has no flag to read either (inputs the host
     # knows to be valid need none)

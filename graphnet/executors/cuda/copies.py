@@ -3,9 +3,12 @@
 Every copy is enqueued on the caller's current stream (inside a net run: the
 stream of the op's logical device, so a Copy runs on its destination's stream
 after waiting for its source's event). Host buffers are pinned so copies are
-truly asynchronous; a buffer that a copy still reads is kept alive until the
-run's final synchronization (retain()), or the stream is synchronized at once
-outside a run. GPU -> GPU copies are cudaMemcpyPeerAsync where peer access
+truly asynchronous; what a copy reads or writes is kept alive until the run's
+final synchronization (retain()), or, outside a run (FeedBlob), until an event
+recorded after the copy has completed: the host does not wait for a fed batch.
+Whoever reads device memory on another stream waits for such copies on the device
+first (after_pending(): a run's streams as it starts, a copy to the host or to
+another device). GPU -> GPU copies are cudaMemcpyPeerAsync where peer access
 works, otherwise staged through pinned host memory.
 """
 
@@ -15,8 +18,8 @@ import numpy as np
 
 from graphnet.executors.cuda import host_values, settings
 
-__all__ = ["to_device", "overwrite", "to_host", "retain", "run_scope", "in_run", "H2D",
-           "D2H", "D2D"]
+__all__ = ["to_device", "overwrite", "to_host", "retain", "after_pending", "run_scope",
+           "in_run", "H2D", "D2H", "D2D"]
 
 H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
 
@@ -49,13 +52,46 @@ def in_run():
     return _local.run is not None
 
 
-def retain(obj, stream):
-    """Keep `obj` alive until `stream` finished the work enqueued so far."""
+# Copies enqueued outside a run and maybe not finished: (stream, event recorded after
+# the copy, what it reads and writes, kept alive until then), oldest first
+_pending = []
+_pending_lock = threading.Lock()
+
+
+def retain(cp, obj, stream):
+    """Keep `obj` alive until `stream` finished the work enqueued so far: to the run's
+    final synchronization, or outside a run until an event recorded now completes
+    (no host wait; readers on other streams wait for it through after_pending)."""
     run = _local.run
     if run is not None:
         run.retained.append(obj)
-    else:
-        stream.synchronize()
+        return
+    with cp.cuda.Device(stream.device_id if stream.device_id >= 0 else
+                        cp.cuda.runtime.getDevice()):
+        event = cp.cuda.Event(disable_timing=True)
+        event.record(stream)
+    with _pending_lock:
+        _forget_finished()
+        _pending.append((stream, event, obj))
+
+
+def _forget_finished():
+    """Drop the pending copies that completed (an event query each: no wait)."""
+    if _pending:
+        _pending[:] = [entry for entry in _pending if not entry[1].done]
+
+
+def after_pending(stream):
+    """`stream` waits, on the device, for the unfinished copies enqueued outside a run
+    on other streams (a blob fed on its device's stream, read elsewhere)."""
+    if not _pending:
+        return
+    with _pending_lock:
+        _forget_finished()
+        events = [event for other, event, _ in _pending  # (a null stream: each device's)
+                  if other.ptr != stream.ptr or not stream.ptr]
+    for event in events:
+        stream.wait_event(event)
 
 
 def _on_device(cp, value):
@@ -80,6 +116,7 @@ def to_device(rt, value, dst, stream):
         return overwrite(rt, host, out, stream)
     src = value.device.id
     known = host_values.lookup(value)
+    after_pending(stream)
     if not value.flags.c_contiguous:
         value = _contiguous(cp, value, stream)
     with cp.cuda.Device(dst):
@@ -87,18 +124,18 @@ def to_device(rt, value, dst, stream):
     nbytes = _nbytes(value)
     if nbytes == 0:
         return out
-    stage = settings.staged_copies() or not rt.can_peer(dst, src)
-    if stage:
+    used = [value, out]  # (both outlive the copy even if their blobs move on)
+    if settings.staged_copies() or not rt.can_peer(dst, src):
         pinned = rt.pinned_empty(value.shape, value.dtype)
         runtime.memcpyAsync(pinned.ctypes.data, value.data.ptr, nbytes, D2H, stream.ptr)
         runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, nbytes, H2D, stream.ptr)
-        retain(pinned, stream)
+        used.append(pinned)
     elif src == dst:
         runtime.memcpyAsync(out.data.ptr, value.data.ptr, nbytes, D2D, stream.ptr)
     else:
         runtime.memcpyPeerAsync(out.data.ptr, dst, value.data.ptr, src, nbytes,
                                 stream.ptr)
-    retain(value, stream)  # the source must outlive the copy even if its blob moves on
+    retain(cp, used, stream)
     if known is not None:
         host_values.remember(out, known)
     return out
@@ -115,7 +152,7 @@ def overwrite(rt, host, out, stream):
         pinned[...] = host
         rt.cp.cuda.runtime.memcpyAsync(out.data.ptr, pinned.ctypes.data, _nbytes(out), H2D,
                                        stream.ptr)
-        retain(pinned, stream)
+        retain(rt.cp, (pinned, out), stream)
         host_values.remember(out, pinned)
     return out
 
@@ -148,6 +185,7 @@ def to_host(rt, value, stream):
     cp = rt.cp
     if not _on_device(cp, value):
         return value
+    after_pending(stream)
     if not value.flags.c_contiguous:
         value = _contiguous(cp, value, stream)
     out = rt.pinned_empty(value.shape, value.dtype)

@@ -16,6 +16,8 @@ GPUs overlap whatever the dependencies allow:
   current once and its ops record no events (a CPU op that reads a GPU result
   synchronizes that stream instead), which saves their cost per op;
 * CPU ops wait on the host (event.synchronize) for GPU-written inputs;
+* copies that FeedBlob enqueued without waiting are waited for on the device by
+  the run's streams as it starts, when they were made on another stream;
 * the host waits for all streams once, at the end; a fault reported there
   names the last op of the failing device. Deferred index checks are read then
   (GRAPHNET_CUDA_CHECKS=deferred, and every op of a run with CUDA graphs on).
@@ -67,14 +69,18 @@ class _RunState(object):
         self.entered = None  # a one-GPU run's stream, current throughout (see _entered)
 
 
+def _gpus(plan):
+    """The logical GPUs the plan's GPU ops run on, in order (cached)."""
+    gpus = getattr(plan, "_cuda_gpus", None)
+    if gpus is None:
+        gpus = plan._cuda_gpus = sorted({step.device.id for step in plan.steps
+                                         if step.backend.name == "cupy"})
+    return gpus
+
+
 def _one_stream(plan):
-    """True when every GPU op of the plan runs on the same logical GPU (cached)."""
-    single = getattr(plan, "_cuda_one_stream", None)
-    if single is None:
-        single = len({step.device.id for step in plan.steps
-                      if step.backend.name == "cupy"}) <= 1
-        plan._cuda_one_stream = single
-    return single
+    """True when every GPU op of the plan runs on the same logical GPU."""
+    return len(_gpus(plan)) <= 1
 
 
 class _entered(object):
@@ -273,6 +279,8 @@ def run_cuda_plan(plan, settle=None):
     rt = runtime()
     single = _one_stream(plan)
     use_graphs = single and _PROFILE[0] is None and settings.cuda_graphs()
+    for logical in _gpus(plan):  # after what FeedBlob enqueued on other streams
+        copies.after_pending(rt.stream(logical))
     with copies.run_scope() as scope, checks.collect() as deferred, \
             checks.deferring(use_graphs):
         state = _RunState(rt, scope)
