@@ -115,7 +115,7 @@ def backend_for(device):
 
 def to_numpy(value):
     """Host numpy view of a blob value from any backend (CuPy: through pinned
-    memory on the value's device; outside a net run every stream is idle)."""
+    memory on the value's device, after the copies FeedBlob left running)."""
     if isinstance(value, np.ndarray):
         return value
     if type(value).__module__.startswith("cupy"):
