@@ -295,12 +295,41 @@ def test_fc_multiplies_through_the_binding_eagerly_unless_turned_off(fake, direc
     assert eager == (check + ["cublasGemmEx"] if direct else [])
     workspace.RunNet("fc_blas")  # captured, then launched
     workspace.RunNet("fc_blas")  # replayed
+    # (turned off, the capture checks the binding first: it multiplies only once passed)
     assert [name for name in fake.launches if name.startswith("cublas")][len(eager):] == \
-        ["cublasGemmEx"]
+        ([] if direct else check) + ["cublasGemmEx"]
     np.testing.assert_allclose(workspace.FetchBlob("y"),
                                np.maximum(_reference(x, w.T) + b, 0), rtol=1e-5, atol=1e-6)
     from graphnet.executors.cuda import graphs
     assert "captured 1 time(s), 2 launch(es)" in graphs.report(plan_of(net))[0]
+
+
+def test_a_capture_multiplies_through_the_binding_only_once_its_check_passed(
+        fake, monkeypatch):
+    """A binding that failed its check is not captured either: CuPy's matmul refuses
+    the capture, and the segment stays eager with CuPy's products, results right."""
+    from graphnet import core, workspace
+    from graphnet.executors.cuda import graphs, settings
+    from .standin import gpu, plan_of
+    monkeypatch.setattr(blas, "_binding_works", lambda cp, device: False)
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(12)
+    x, w, b = _floats(rng, (4, 5)), _floats(rng, (3, 5)), _floats(rng, (3,))
+    net = core.Net("fc_unchecked")
+    with core.DeviceScope(gpu(0)):
+        for name, value in (("x", x), ("w", w), ("b", b)):
+            workspace.FeedBlob(name, value)
+        net.FC(["x", "w", "b"], "h")
+        net.Relu("h", "y")
+    workspace.CreateNet(net)
+    for _ in range(3):  # eager, refused capture, eager
+        workspace.RunNet("fc_unchecked")
+        np.testing.assert_allclose(workspace.FetchBlob("y"),
+                                   np.maximum(_reference(x, w.T) + b, 0), rtol=1e-5,
+                                   atol=1e-6)
+    assert not [name for name in fake.launches if name.startswith("cublas")]
+    report = graphs.report(plan_of(net))[0]
+    assert "refused: op #0 (FC)" in report and "NotImplementedError" in report, report
 
 
 def test_fc_gradient_sums_dy_as_a_product_with_ones(fake):

@@ -34,7 +34,8 @@ import numpy as np
 
 from graphnet.executors.cuda import checks, settings
 
-__all__ = ["matmul", "direct", "eager_ok", "CublasError", "WORKSPACE_BYTES"]
+__all__ = ["matmul", "direct", "eager_ok", "binding_ok", "CublasError",
+           "WORKSPACE_BYTES"]
 
 WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommended size on Hopper (smaller GPUs need less)
 
@@ -59,16 +60,27 @@ class CublasError(RuntimeError):
 
 def direct(cp, a, b):
     """True when a @ b goes through matmul(): operands it takes, and either a capture
-    in progress (CuPy would refuse) or eager products allowed (eager_ok)."""
-    return (a.dtype == b.dtype and a.dtype in _TYPES and 2 <= a.ndim <= 3
-            and 2 <= b.ndim <= 3 and (checks.is_capturing() or eager_ok(cp)))
+    in progress (CuPy would refuse) on a device whose binding passed its check (made
+    before the capture: graphs calls binding_ok; unchecked or failed, CuPy's matmul
+    refuses the capture, which leaves the segment eager), or eager products allowed
+    (eager_ok)."""
+    if not (a.dtype == b.dtype and a.dtype in _TYPES and 2 <= a.ndim <= 3
+            and 2 <= b.ndim <= 3):
+        return False
+    if checks.is_capturing():
+        return _state.get(("ok", cp.cuda.runtime.getDevice())) is True
+    return eager_ok(cp)
 
 
 def eager_ok(cp):
     """True when eager products go through matmul(): the setting allows it and the
     current device's one-time check of the binding passed."""
-    if not settings.direct_blas():
-        return False
+    return settings.direct_blas() and binding_ok(cp)
+
+
+def binding_ok(cp):
+    """The current device's one-time check of the binding (see _binding_works), made
+    on its first call; never under capture (it reads results back)."""
     device = cp.cuda.runtime.getDevice()
     ok = _state.get(("ok", device))
     if ok is None:

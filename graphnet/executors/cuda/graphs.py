@@ -46,7 +46,7 @@ import weakref
 import numpy as np
 
 from graphnet.devices import device_name
-from graphnet.executors.cuda import checks, copies, host_values, settings
+from graphnet.executors.cuda import blas, checks, copies, host_values, settings
 from graphnet.executors.run import run_step
 
 __all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
@@ -399,6 +399,8 @@ def _capture(plan, seg, state, stream, upload):
     if refusal is not None:
         seg.refused = refusal
         return False
+    if not settings.direct_blas():  # (otherwise the eager run's products checked it)
+        blas.binding_ok(cp)  # a capture's products use the binding once it passed
     keep = []
     current = graph = None
     try:
