@@ -111,6 +111,16 @@ def test_a_cudamallocasync_pool_is_refused_with_the_fix():
         else:
             assert reason is None
 
+    def malloc_async(size):  # cupy.cuda.malloc_async: a function, no pool behind it
+        return size
+    cuda = SimpleNamespace(MemoryAsyncPool=MemoryAsyncPool, malloc_async=malloc_async,
+                           get_allocator=lambda: malloc_async)
+    reason = graphs.allocator_refusal(SimpleNamespace(cuda=cuda))
+    assert "is cupy.cuda.malloc_async (cudaMallocAsync)" in reason
+    assert "cupy.cuda.MemoryPool()" in reason
+    cuda.get_allocator = lambda: len  # another plain function: not refused
+    assert graphs.allocator_refusal(SimpleNamespace(cuda=cuda)) is None
+
 
 def test_capture_defers_checks_in_its_own_thread_only():
     """A capture defers this thread's index checks; another thread keeps sync mode."""

@@ -353,16 +353,22 @@ def _kept_allocator(cp, keep):
 
 
 def allocator_refusal(cp):
-    """Why CuPy's current allocator cannot serve a capture, or None."""
+    """Why CuPy's current allocator cannot serve a capture, or None: a MemoryAsyncPool's
+    malloc, or cupy.cuda.malloc_async itself (both cudaMallocAsync)."""
+    allocator = cp.cuda.get_allocator()
     pool = getattr(cp.cuda, "MemoryAsyncPool", None)
-    owner = getattr(cp.cuda.get_allocator(), "__self__", None)
+    owner = getattr(allocator, "__self__", None)
     if pool is not None and isinstance(owner, pool):
-        return ("CuPy's allocator is a MemoryAsyncPool (cudaMallocAsync): what it hands "
-                "out during a capture becomes the graph's own allocations, and a graph "
-                "holding unfreed ones cannot be launched twice. Fix: use the default "
-                "pool (cupy.cuda.set_allocator(cupy.cuda.MemoryPool().malloc)) or turn "
-                "graphs off (GRAPHNET_CUDA_GRAPHS=0).")
-    return None
+        what = "a MemoryAsyncPool"
+    elif allocator is not None and allocator is getattr(cp.cuda, "malloc_async", None):
+        what = "cupy.cuda.malloc_async"
+    else:
+        return None
+    return ("CuPy's allocator is %s (cudaMallocAsync): what it hands out during a "
+            "capture becomes the graph's own allocations, and a graph holding unfreed "
+            "ones cannot be launched twice. Fix: use the default pool "
+            "(cupy.cuda.set_allocator(cupy.cuda.MemoryPool().malloc)) or turn graphs off "
+            "(GRAPHNET_CUDA_GRAPHS=0)." % what)
 
 
 def _capture(plan, seg, state, stream, upload):
