@@ -202,6 +202,15 @@ def test_the_library_is_the_libcublas_cupy_mapped(tmp_path, monkeypatch):
         "7f03-7f04 r-xp 00000000 08:01 12 /opt/nv/lib/libcublas.so.12.4.5\n"
         "7f05-7f06 rw-p 00000000 00:00 0 [heap]\n")
     assert blas._library_path(str(maps)) == "/opt/nv/lib/libcublas.so.12.4.5"
+    # two CUDAs mapped (PyTorch's and CuPy's): the one of CuPy's runtime
+    maps.write_text(
+        "7f01-7f02 r-xp 00000000 08:01 11 /torch/lib/libcublas.so.12\n"
+        "7f03-7f04 r-xp 00000000 08:01 12 /torch/lib/libcublas.so.12\n"
+        "7f05-7f06 r-xp 00000000 08:01 13 /nv/cu13/lib/libcublasLt.so.13\n"
+        "7f07-7f08 r-xp 00000000 08:01 14 /nv/cu13/lib/libcublas.so.13\n")
+    assert blas._library_path(str(maps), major=13) == "/nv/cu13/lib/libcublas.so.13"
+    assert blas._library_path(str(maps), major=12) == "/torch/lib/libcublas.so.12"
+    assert blas._library_path(str(maps), major=11) == "/torch/lib/libcublas.so.12"
     tried = []
 
     def missing(name):
@@ -212,6 +221,10 @@ def test_the_library_is_the_libcublas_cupy_mapped(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="libcublas is not loaded in this process"):
         blas._library_path(str(maps))
     assert tried[:2] == ["libcublas.so.13", "libcublas.so.12"]
+    del tried[:]
+    with pytest.raises(OSError):
+        blas._library_path(str(maps), major=12)
+    assert tried[:2] == ["libcublas.so.12", "libcublas.so.13"]
 
 
 def test_the_library_is_looked_up_once_cupy_made_its_handle(cp, monkeypatch):
@@ -221,7 +234,7 @@ def test_the_library_is_looked_up_once_cupy_made_its_handle(cp, monkeypatch):
     monkeypatch.setattr(cp.cuda.device, "get_cublas_handle",
                         lambda: order.append("handle") or fakecuda.CUBLAS_HANDLE)
     monkeypatch.setattr(blas, "_library_path",
-                        lambda: order.append("maps") or "/opt/nv/libcublas.so.13")
+                        lambda major: order.append(("maps", major)) or "/opt/nv/libcublas.so.13")
     loaded = types.SimpleNamespace(**{name: (lambda *a: 0) for name in (
         "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSetPointerMode_v2",
         "cublasGemmEx", "cublasGemmStridedBatchedEx")})
@@ -229,11 +242,12 @@ def test_the_library_is_looked_up_once_cupy_made_its_handle(cp, monkeypatch):
     monkeypatch.setattr(blas.ctypes, "CDLL", lambda path: opened.append(path) or loaded)
     monkeypatch.delitem(blas._state, "lib")
     assert blas._library(cp) is loaded
-    assert order == ["handle", "maps"] and opened == ["/opt/nv/libcublas.so.13"]
+    # (the fake's CUDA runtime is 12.8: libcublas.so.12 is its cuBLAS)
+    assert order == ["handle", ("maps", 12)] and opened == ["/opt/nv/libcublas.so.13"]
     assert loaded.cublasGemmEx.restype is ctypes.c_int
     assert len(loaded.cublasGemmStridedBatchedEx.argtypes) == 23  # (cublas_api.h)
     assert len(loaded.cublasGemmEx.argtypes) == 19
-    assert blas._library(cp) is loaded and order == ["handle", "maps"]  # (kept)
+    assert blas._library(cp) is loaded and len(order) == 2  # (kept)
 
 
 def test_eager_products_take_the_direct_path_once_its_check_passed(cp, monkeypatch):
@@ -260,7 +274,7 @@ def test_a_binding_that_fails_its_check_leaves_eager_products_to_cupy(cp, monkey
     else:
         del blas._state["lib"]
 
-        def missing(maps_file="/proc/self/maps"):
+        def missing(maps_file="/proc/self/maps", major=None):
             raise OSError("libcublas is not loaded in this process")
         monkeypatch.setattr(blas, "_library_path", missing)
         match = "OSError: libcublas is not loaded"

@@ -261,20 +261,33 @@ def _library(cp):
             # a pip-installed nvidia-cublas the dynamic loader does not search; importing
             # cupy_backends.cuda.libs.cublas directly would skip that and fail to load)
             cp.cuda.device.get_cublas_handle()
-            lib = _state["lib"] = _declare(ctypes.CDLL(_library_path()))
+            major = cp.cuda.runtime.runtimeGetVersion() // 1000
+            lib = _state["lib"] = _declare(ctypes.CDLL(_library_path(major=major)))
     return lib
 
 
-def _library_path(maps_file="/proc/self/maps"):
+def _library_path(maps_file="/proc/self/maps", major=None):
+    """The mapped libcublas of CUDA `major` (cuBLAS's major version is CUDA's: the
+    one CuPy's runtime uses, not another CUDA's that e.g. PyTorch may have mapped),
+    then any mapped one, then one the loader finds by name."""
+    mapped = []
     try:
         with open(maps_file) as maps:
             for line in maps:
                 path = line.split()[-1] if "/" in line else ""
-                if os.path.basename(path).startswith("libcublas.so"):
-                    return path
+                if os.path.basename(path).startswith("libcublas.so") and path not in mapped:
+                    mapped.append(path)
     except OSError:
         pass
-    for name in ("libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"):
+    own = [path for path in mapped
+           if os.path.basename(path).startswith("libcublas.so.%s." % major)
+           or os.path.basename(path) == "libcublas.so.%s" % major]
+    if own or mapped:
+        return (own or mapped)[0]
+    names = ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"]
+    if major is not None:
+        names.insert(0, "libcublas.so.%d" % major)
+    for name in names:
         try:
             ctypes.CDLL(name)
             return name
