@@ -605,3 +605,59 @@ def test_a_read_from_another_gpu_stays_out_of_the_graphs(cross_gpu):
             np.testing.assert_array_equal(workspace.FetchBlob("w"), 2 * np.maximum(x, 0))
     assert graphs.report(plan_of(net)) == [
         "ops #1 (Scale) .. #2 (Relu): 2 ops, captured 1 time(s), 3 launch(es)"]
+
+
+def test_a_fed_array_comes_from_its_streams_pool_not_the_default_streams(fake):
+    """FeedBlob outside a run allocates from the pool of the stream that writes the
+    array (its GPU's), not of CuPy's default stream, the current one then: a block the
+    default stream freed while its own work may still read it is never written by the
+    feed's copy (a race the stand-in reports at the test's end)."""
+    cp = fake
+    rng = np.random.default_rng(21)
+    values = rng.standard_normal(4096).astype(np.float32)
+    with cp.cuda.Device(0):
+        mine = cp.asarray(values)  # user CuPy work on the default stream
+        doubled = mine * 2  # ... still reading `mine` as far as other streams know
+        del mine  # its block is free for the default stream's next allocation
+    workspace.FeedBlob("x", values + 1, gpu(0))
+    net = core.Net("fed_scale")
+    with core.DeviceScope(gpu(0)):
+        net.Scale("x", "y", scale=3.0)
+    workspace.RunNetOnce(net)
+    np.testing.assert_allclose(workspace.FetchBlob("y"), (values + 1) * 3, rtol=1e-6)
+    np.testing.assert_allclose(doubled.get(), values * 2, rtol=1e-6)
+    assert not fake.problems, fake.problems
+
+
+def test_readers_wait_for_unfinished_feeds_on_other_streams_only_outside_captures(
+        monkeypatch):
+    """copies.after_pending: a stream waits for the copies FeedBlob left running on
+    other streams (not its own: stream order covers those), and not at all while a
+    CUDA graph is captured (a captured stream cannot wait for outside work)."""
+    from graphnet.executors.cuda import checks
+
+    class Stream(object):
+        def __init__(self, ptr):
+            self.ptr, self.waited = ptr, []
+
+        def wait_event(self, event):
+            self.waited.append(event)
+
+    class Event(object):
+        def __init__(self, done):
+            self.done = done
+    feed_stream, reader, other = Stream(7), Stream(9), Stream(7)
+    running, finished = Event(False), Event(True)
+    monkeypatch.setattr(copies, "_pending", [(feed_stream, running, "batch"),
+                                             (reader, finished, "old batch")])
+    copies.after_pending(reader)
+    assert reader.waited == [running] and len(copies._pending) == 1  # (finished: gone)
+    copies.after_pending(other)  # the feed's own stream (same handle)
+    assert other.waited == []
+    captured = Stream(11)
+    with checks.capturing():
+        copies.after_pending(captured)
+    assert captured.waited == []
+    running.done = True
+    copies.after_pending(Stream(11))
+    assert copies._pending == []

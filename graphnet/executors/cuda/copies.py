@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from graphnet.executors.cuda import host_values, settings
+from graphnet.executors.cuda import checks, host_values, settings
 
 __all__ = ["to_device", "overwrite", "to_host", "retain", "after_pending", "run_scope",
            "in_run", "H2D", "D2H", "D2D"]
@@ -83,8 +83,10 @@ def _forget_finished():
 
 def after_pending(stream):
     """`stream` waits, on the device, for the unfinished copies enqueued outside a run
-    on other streams (a blob fed on its device's stream, read elsewhere)."""
-    if not _pending:
+    on other streams (a blob fed on its device's stream, read elsewhere). Not while
+    capturing: a captured stream cannot wait for work outside the capture, and the
+    run's streams waited as it started."""
+    if not _pending or checks.is_capturing():
         return
     with _pending_lock:
         _forget_finished()
@@ -111,16 +113,13 @@ def to_device(rt, value, dst, stream):
         host = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d 1-d)
         if host.dtype == object:
             return host  # strings stay on the host, as Caffe2 kept them in CPU blobs
-        with cp.cuda.Device(dst):
-            out = cp.empty(host.shape, host.dtype)
-        return overwrite(rt, host, out, stream)
+        return overwrite(rt, host, _empty(cp, host.shape, host.dtype, dst, stream), stream)
     src = value.device.id
     known = host_values.lookup(value)
     after_pending(stream)
     if not value.flags.c_contiguous:
         value = _contiguous(cp, value, stream)
-    with cp.cuda.Device(dst):
-        out = cp.empty(value.shape, value.dtype)
+    out = _empty(cp, value.shape, value.dtype, dst, stream)
     nbytes = _nbytes(value)
     if nbytes == 0:
         return out
@@ -139,6 +138,19 @@ def to_device(rt, value, dst, stream):
     if known is not None:
         host_values.remember(out, known)
     return out
+
+
+def _empty(cp, shape, dtype, dst, stream):
+    """A new array on physical GPU `dst` from the memory pool of `stream`, which writes
+    it. CuPy's pool hands a freed block out again only on the stream it was allocated
+    on: allocated on another one (the default stream, outside a run), the block could
+    still be in use there by other work while `stream` writes it."""
+    with cp.cuda.Device(dst):
+        if (stream.ptr and stream.device_id == dst
+                and cp.cuda.get_current_stream().ptr != stream.ptr):
+            with stream:
+                return cp.empty(shape, dtype)
+        return cp.empty(shape, dtype)
 
 
 def overwrite(rt, host, out, stream):
