@@ -661,3 +661,41 @@ def test_readers_wait_for_unfinished_feeds_on_other_streams_only_outside_capture
     running.done = True
     copies.after_pending(Stream(11))
     assert copies._pending == []
+
+
+@pytest.mark.parametrize("failures", [1, graphs.CAPTURE_TRIES])
+def test_a_capture_failed_by_a_cuda_error_is_retried_on_later_runs(fake, monkeypatch,
+                                                                  failures):
+    """A capture that CUDA invalidated (e.g. the pool freed cached blocks near
+    out-of-memory, which a capture cannot hold) leaves that run eager and is tried
+    again on the next; after CAPTURE_TRIES such failures the segment stays eager."""
+    settings.set_cuda_graphs(True)
+    invalidated = []
+    end_capture = fake.cuda.Stream.end_capture
+
+    def failing(self):
+        if len(invalidated) < failures:
+            self.capture.invalid = "cudaFree (the pool's cached blocks)"
+            invalidated.append(1)
+        return end_capture(self)
+    monkeypatch.setattr(fake.cuda.Stream, "end_capture", failing)
+    plan = _mlp_runs(7, 2)  # eager, then the capture CUDA fails
+    assert graphs.report(plan) == [
+        "ops #0 (FC) .. #2 (Scale): 3 ops, capture failed 1 time(s), retried: ops #0 (FC) "
+        ".. #2 (Scale) on gpu_0: CUDARuntimeError: cudaErrorStreamCaptureInvalidated: "
+        "operation failed due to a previous error during capture (invalidated by cudaFree "
+        "(the pool's cached blocks))"]
+    rng = np.random.default_rng(8)
+    w, b = rng.standard_normal((6, 5)).astype(np.float32), np.zeros(6, np.float32)
+    for _ in range(4):  # runs 3 to 6 of the same plan
+        x = rng.standard_normal((4, 5)).astype(np.float32)
+        GPU_GRAPHS._feed_mlp(x, w, b)
+        workspace.RunNet("mlp")
+        np.testing.assert_allclose(workspace.FetchBlob("y"), 0.5 * np.maximum(x @ w.T + b, 0),
+                                   rtol=1e-5, atol=1e-6)
+    report = graphs.report(plan)[0]
+    if failures == 1:  # captured on run 3, launched on runs 3 to 6
+        assert "captured 1 time(s), 4 launch(es)" in report, report
+    else:  # failed on runs 2, 3 and 4, eager for good from then on
+        assert "refused: ops #0 (FC) .. #2 (Scale) on gpu_0: CUDARuntimeError" in report
+        assert len(invalidated) == graphs.CAPTURE_TRIES and fake.captures == 0

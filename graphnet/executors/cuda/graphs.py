@@ -36,7 +36,9 @@ launches per op, which is most of a small net's step time on a GPU.
   to its eager ops as well, so none waits for the GPU between launches).
 * A capture that fails (an op that waits for the device, an unsupported call) is
   abandoned: blobs get their values back, the segment runs eagerly from then on,
-  and report(plan) says why.
+  and report(plan) says why. One that a CUDA error failed (CUDA invalidating the
+  capture, e.g. CuPy's pool freeing cached blocks near out-of-memory) is tried
+  again on later runs, CAPTURE_TRIES captures in all.
 
 Imports the cuda package modules and run.run_step.
 """
@@ -47,12 +49,17 @@ import numpy as np
 
 from graphnet.devices import device_name
 from graphnet.executors.cuda import blas, checks, copies, host_values, settings
+from graphnet.executors.cuda.errors import is_cuda_error
 from graphnet.executors.run import run_step
 
 __all__ = ["segments", "run_segment", "report", "Segment", "allocator_refusal",
-           "UNSTABLE", "captured_state", "dynamic_steps", "split_dynamic", "feeds_in_place"]
+           "UNSTABLE", "CAPTURE_TRIES", "captured_state", "dynamic_steps", "split_dynamic",
+           "feeds_in_place"]
 
 UNSTABLE = 3  # graphs in a row dropped for new shapes after < 2 launches: eager for good
+# captures a CUDA error failed (e.g. the pool freeing cached blocks near out-of-memory,
+# which a capture cannot hold), retried on later runs before the segment stays eager
+CAPTURE_TRIES = 3
 
 # Input buffers of live graphs: FeedBlob writes a new batch of the same shape into the
 # buffer itself (as Caffe2's feeder reused a tensor's memory) instead of a new array
@@ -103,6 +110,8 @@ class Segment(object):
         self.replays = 0     # launches of the current graph
         self.unstable = 0    # graphs in a row dropped for new shapes before paying off
         self.refused = None  # why this segment runs eagerly for good
+        self.failed = 0      # captures that failed with a CUDA error (CAPTURE_TRIES)
+        self.failure = None  # the last one, said by report() while retried
 
     def drop(self, why):
         """Forget the graph: `why` its inputs changed shape. A segment whose shapes
@@ -178,7 +187,9 @@ def report(plan):
         if isinstance(unit, Segment):
             state = ("refused: %s" % unit.refused if unit.refused else
                      "captured %d time(s), %d launch(es)" % (unit.captures, unit.launches)
-                     if unit.captures else "not captured yet")
+                     if unit.captures else
+                     "capture failed %d time(s), retried: %s" % (unit.failed, unit.failure)
+                     if unit.failure else "not captured yet")
             lines.append("%s: %d ops, %s" % (unit.describe(), len(unit.steps), state))
     dynamic = getattr(plan, "_cuda_graph_dynamic", ())
     if dynamic:
@@ -449,8 +460,13 @@ def _capture(plan, seg, state, stream, upload):
                  else seg.describe())
         cause = getattr(exc, "cause", None) or exc
         text = str(cause).splitlines()[0] if str(cause) else ""
-        seg.refused = "%s on %s: %s: %s" % (where, device_name(seg.steps[0].device),
-                                            type(cause).__name__, text)
+        reason = "%s on %s: %s: %s" % (where, device_name(seg.steps[0].device),
+                                       type(cause).__name__, text)
+        seg.failed += 1
+        if is_cuda_error(cp, cause) and seg.failed < CAPTURE_TRIES:
+            seg.failure = reason  # (may pass on a later run: eager until then)
+        else:
+            seg.refused = reason
         return False
     seg.graph, seg.keep = graph, keep
     seg.inputs, seg.host_inputs, seg.names = inputs, host_inputs, names
