@@ -289,20 +289,11 @@ def test_a_binding_that_fails_its_check_leaves_eager_products_to_cupy(cp, monkey
 def test_fc_multiplies_through_the_binding_eagerly_unless_turned_off(fake, direct):
     """FC's product: cuBLAS directly when eager (unless GRAPHNET_CUDA_DIRECT_BLAS=0),
     and always while a CUDA graph is captured (CuPy refuses there)."""
-    from graphnet import core, workspace
+    from graphnet import workspace
     from graphnet.executors.cuda import settings
-    from .standin import gpu, plan_of
+    from .standin import plan_of
     settings.set_direct_blas(direct)
-    settings.set_cuda_graphs(True)
-    rng = np.random.default_rng(11)
-    x, w, b = _floats(rng, (4, 5)), _floats(rng, (3, 5)), _floats(rng, (3,))
-    net = core.Net("fc_blas")
-    with core.DeviceScope(gpu(0)):
-        for name, value in (("x", x), ("w", w), ("b", b)):
-            workspace.FeedBlob(name, value)
-        net.FC(["x", "w", "b"], "h")
-        net.Relu("h", "y")  # (a segment holds two ops at least)
-    workspace.CreateNet(net)
+    net, want = _fc_relu_net("fc_blas", 11)
     workspace.RunNet("fc_blas")  # eager
     eager = [name for name in fake.launches if name.startswith("cublas")]
     check = ["cublasGemmEx"] * 4 + ["cublasGemmStridedBatchedEx"] * 2  # (the binding's)
@@ -312,35 +303,41 @@ def test_fc_multiplies_through_the_binding_eagerly_unless_turned_off(fake, direc
     # (turned off, the capture checks the binding first: it multiplies only once passed)
     assert [name for name in fake.launches if name.startswith("cublas")][len(eager):] == \
         ([] if direct else check) + ["cublasGemmEx"]
-    np.testing.assert_allclose(workspace.FetchBlob("y"),
-                               np.maximum(_reference(x, w.T) + b, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(workspace.FetchBlob("y"), want, rtol=1e-5, atol=1e-6)
     from graphnet.executors.cuda import graphs
     assert "captured 1 time(s), 2 launch(es)" in graphs.report(plan_of(net))[0]
+
+
+def _fc_relu_net(name, seed):
+    """FC then Relu on gpu_0, with CUDA graphs on, created: (net, Y by numpy)."""
+    from graphnet import core, workspace
+    from graphnet.executors.cuda import settings
+    from .standin import gpu
+    settings.set_cuda_graphs(True)
+    rng = np.random.default_rng(seed)
+    x, w, b = _floats(rng, (4, 5)), _floats(rng, (3, 5)), _floats(rng, (3,))
+    net = core.Net(name)
+    with core.DeviceScope(gpu(0)):
+        for blob, value in (("x", x), ("w", w), ("b", b)):
+            workspace.FeedBlob(blob, value)
+        net.FC(["x", "w", "b"], "h")
+        net.Relu("h", "y")  # (a segment holds two ops at least)
+    workspace.CreateNet(net)
+    return net, np.maximum(_reference(x, w.T) + b, 0)
 
 
 def test_a_capture_multiplies_through_the_binding_only_once_its_check_passed(
         fake, monkeypatch):
     """A binding that failed its check is not captured either: CuPy's matmul refuses
     the capture, and the segment stays eager with CuPy's products, results right."""
-    from graphnet import core, workspace
-    from graphnet.executors.cuda import graphs, settings
-    from .standin import gpu, plan_of
+    from graphnet import workspace
+    from graphnet.executors.cuda import graphs
+    from .standin import plan_of
     monkeypatch.setattr(blas, "_binding_works", lambda cp, device: False)
-    settings.set_cuda_graphs(True)
-    rng = np.random.default_rng(12)
-    x, w, b = _floats(rng, (4, 5)), _floats(rng, (3, 5)), _floats(rng, (3,))
-    net = core.Net("fc_unchecked")
-    with core.DeviceScope(gpu(0)):
-        for name, value in (("x", x), ("w", w), ("b", b)):
-            workspace.FeedBlob(name, value)
-        net.FC(["x", "w", "b"], "h")
-        net.Relu("h", "y")
-    workspace.CreateNet(net)
+    net, want = _fc_relu_net("fc_unchecked", 12)
     for _ in range(3):  # eager, refused capture, eager
         workspace.RunNet("fc_unchecked")
-        np.testing.assert_allclose(workspace.FetchBlob("y"),
-                                   np.maximum(_reference(x, w.T) + b, 0), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(workspace.FetchBlob("y"), want, rtol=1e-5, atol=1e-6)
     assert not [name for name in fake.launches if name.startswith("cublas")]
     report = graphs.report(plan_of(net))[0]
     assert "refused: op #0 (FC)" in report and "NotImplementedError" in report, report
