@@ -95,7 +95,9 @@ def _checked_indices(xp, indices, n, wrap):
         # the bounds of INDICES as given: from the host's copy of a fed blob, else (sync
         # checks) one transfer; wrapped, [-n, n) is valid; without negatives nothing
         # to wrap. Deferred checks of unknown indices are the kernels' (below).
-        stats = known_stats(idx) if deferred_checks() else index_stats(xp, idx)
+        # (of INDICES as fed: an int32 blob's int64 copy is not the upload the host
+        # knows, and the stats kernel reads int32 as it is)
+        stats = known_stats(indices) if deferred_checks() else index_stats(xp, indices)
         if stats is not None and (-n if wrap else 0) <= stats[2] and stats[3] < n:
             return xp.where(idx < 0, idx + n, idx) if wrap and stats[2] < 0 else idx
     if wrap:

@@ -142,10 +142,27 @@ def test_a_captured_product_replays_with_new_values(cp):
         _close(out.get(), _reference(a2, b))
     lib = cp_blas(cp)
     assert lib.calls[-1] == ("cublasGemmEx", s.ptr)
-    workspace = blas._state[("ws", s.ptr)]
+    workspace = blas._state[("ws", 0, s.ptr)]
     assert lib.workspaces[cp.cuda.device.get_cublas_handle()] == (
         workspace.data.ptr, blas.WORKSPACE_BYTES)
     assert not cp.problems
+
+
+def test_each_device_multiplies_in_a_workspace_of_its_own(monkeypatch):
+    """The default streams have the same handle on every device: products made there
+    on two GPUs keep two workspaces, each on its own GPU."""
+    fake = fakecuda.FakeCuda(devices=2)
+    with fakecuda.installed(monkeypatch, fake):
+        rng = np.random.default_rng(13)
+        a, b = _floats(rng, (3, 4)), _floats(rng, (4, 2))
+        for device in (0, 1):
+            with fake.cuda.Device(device):
+                got = blas.matmul(fake, fake.asarray(a), fake.asarray(b))
+                _close(got.get(), _reference(a, b))
+        null = fake.cuda.get_current_stream().ptr
+        spaces = [blas._state[("ws", device, null)] for device in (0, 1)]
+        assert [w.device.id for w in spaces] == [0, 1]
+        assert not fake.problems
 
 
 def test_cupy_matmul_is_refused_under_capture_as_cupy_does(cp):

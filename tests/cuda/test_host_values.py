@@ -128,6 +128,30 @@ def test_fed_index_blobs_are_checked_without_reading_the_device(fake, reads):
     assert fake.launches.count("segment_starts") == 2
 
 
+@pytest.mark.parametrize("checks_mode", ["sync", "deferred"])
+def test_int32_indices_fed_from_the_host_are_known_to_gather(fake, reads, checks_mode):
+    """Gather and BatchGather take INDICES as int64: an int32 blob's copy is not the
+    upload, so the bounds come from the blob as fed (no stats kernel, no read back)."""
+    settings.set_checks_mode(checks_mode)
+    rng = np.random.default_rng(8)
+    table = rng.standard_normal((30, 4)).astype(F32)
+    idx = rng.integers(0, 30, 12).astype(np.int32)
+    batch = rng.standard_normal((3, 30)).astype(F32)
+    cols = rng.integers(0, 30, 5).astype(np.int32)
+    for name, value in (("t", table), ("i", idx), ("b", batch), ("c", cols)):
+        workspace.FeedBlob(name, value, gpu(0))
+    net = core.Net("gather_i32")
+    with core.DeviceScope(gpu(0)):
+        net.Gather(["t", "i"], "rows")
+        net.BatchGather(["b", "c"], "picked")
+    workspace.CreateNet(net)
+    workspace.RunNet(net.Name())
+    assert reads == []
+    assert not [k for k in fake.launches if k.startswith(("index_stats", "flag_rows"))]
+    np.testing.assert_array_equal(workspace.FetchBlob("rows"), table[idx])
+    np.testing.assert_array_equal(workspace.FetchBlob("picked"), batch[:, cols])
+
+
 def test_deferred_checks_of_known_indices_launch_nothing_unless_they_fail(fake):
     settings.set_checks_mode("deferred")
     rng = np.random.default_rng(7)

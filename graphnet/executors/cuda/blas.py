@@ -49,7 +49,7 @@ _TYPES = {np.dtype(np.float32): (_CUDA_R_32F, ctypes.c_float),
           np.dtype(np.float64): (_CUDA_R_64F, ctypes.c_double)}
 
 _lock = threading.Lock()
-# "lib": the ctypes library; ("ws", stream ptr): workspace; ("cc", device): compute
+# "lib": the ctypes library; ("ws", device, stream ptr): workspace; ("cc", device): compute
 # capability; ("ok", device): the binding's check passed; "compute32": float32's type
 _state = {}
 
@@ -235,9 +235,10 @@ def _algorithm(cp):
 
 
 def _workspace(cp, stream):
-    """The workspace of `stream`'s products, allocated on first use and kept (a graph
-    captured with it reads it at every replay)."""
-    key = ("ws", stream.ptr)
+    """The workspace of `stream`'s products on the current device, allocated on first
+    use and kept (a graph captured with it reads it at every replay). Keyed by device
+    too: the default streams have the same handle on every device."""
+    key = ("ws", cp.cuda.runtime.getDevice(), stream.ptr)
     workspace = _state.get(key)
     if workspace is None:
         with _lock:
