@@ -7,7 +7,8 @@ Two algorithms (GRAPHNET_CUDA_DETERMINISTIC / graphnet.executors.cuda.settings):
   last bits);
 * deterministic: positions sorted by (row, position); the first thread of each
   run of equal rows adds the run's values in position order. This is exactly
-  numpy's np.add.at order, so results equal the numpy backend bit for bit.
+  numpy's np.add.at order, so results equal the numpy backend bit for bit (where
+  no subnormal float arises: CuPy builds kernels with -ftz=true, flushing them).
 Out-of-range rows are skipped and flagged (ops check them before launching).
 Imports numpy and ops._cuda only.
 """

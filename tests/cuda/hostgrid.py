@@ -11,6 +11,9 @@ A shim header makes CUDA C host C++: __global__/__device__ vanish, __shared__ is
 static (blocks run one at a time), threadIdx/blockIdx are thread_local, atomics are
 real atomics (__atomic builtins, CAS loops), the _rn intrinsics plain IEEE float
 operations (-ffp-contract=off: nothing is fused that the source does not fuse).
+Subnormal floats are flushed to zero, inputs and results, as on a GPU: CuPy compiles
+every kernel with -ftz=true (cupy/cuda/compiler.py), and the threads that run a
+kernel here set the SSE FTZ and DAZ bits (restored after: numpy keeps IEEE).
 Kernels that use __syncthreads or __shfl_down_sync run each block as blockDim.x
 std::threads with one std::barrier per block and one per warp; a thread that returns
 drops out of both, so early exits never deadlock. Other kernels run their threads one
@@ -167,6 +170,7 @@ RUNTIME = r"""
 #include <string>
 #include <thread>
 #include <vector>
+#include <xmmintrin.h>
 
 thread_local uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -269,8 +273,18 @@ extern "C" void gn_host_schedule(int mode, unsigned long long seed) {
     gn_seed = seed;
 }
 
+// CuPy compiles kernels with -ftz=true: float subnormals read as 0 and underflowing
+// results become 0. SSE's DAZ (bit 6) and FTZ (bit 15) do the same on the threads
+// running a kernel; the caller's mode is restored when the launch ends.
+struct gn_flush_subnormals {
+    unsigned int saved = _mm_getcsr();
+    gn_flush_subnormals() { _mm_setcsr(saved | 0x8040u); }
+    ~gn_flush_subnormals() { _mm_setcsr(saved); }
+};
+
 void gn_run(const char* name, unsigned grid, unsigned block, bool sync, gn_body body,
             void* args) {
+    gn_flush_subnormals flush;
     {
         std::lock_guard<std::mutex> lock(gn_error_mutex);
         gn_error_set = false;
@@ -291,6 +305,7 @@ void gn_run(const char* name, unsigned grid, unsigned block, bool sync, gn_body 
             threads.reserve(block);
             for (unsigned t = 0; t < block; ++t)
                 threads.emplace_back([&blocks, &pool, body, args, grid, t] {
+                    gn_flush_subnormals thread_flush;
                     for (unsigned b = 0; b < grid; ++b) {
                         blockIdx = uint3{b, 0, 0};
                         threadIdx = uint3{t, 0, 0};

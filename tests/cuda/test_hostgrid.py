@@ -50,6 +50,12 @@ extern "C" __global__ void atomics(int* ci, unsigned long long* cu, float* cf, i
     atomicExch(ci + 2, 7);
 }
 
+/* out = a * b and a + 0 per element: subnormals flushed (CuPy's -ftz=true) */
+extern "C" __global__ void flushed(const float* a, const float* b, i64 n, float* out) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { out[2 * i] = __fmul_rn(a[i], b[i]); out[2 * i + 1] = __fadd_rn(a[i], 0.0f); }
+}
+
 extern "C" __global__ void kinds(const double* d, double v, unsigned int u,
         unsigned long long q, float4* f4, const unsigned short* h, int* out) {
     out[0] = (int)(d[0] + v);
@@ -115,6 +121,22 @@ def test_atomics_are_atomic_under_every_schedule(module, schedule):
         assert order.tolist() == list(range(n))[::-1]
     elif schedule == 12345:
         assert order.tolist() != list(range(n))
+
+
+@pytest.mark.parametrize("schedule", ["forward", "threads"])
+def test_subnormals_are_flushed_in_kernels_only(module, schedule):
+    """Kernels see float subnormals as 0 and flush underflowing results (CuPy compiles
+    with -ftz=true); numpy's arithmetic around the launch stays IEEE."""
+    tiny = np.finfo(np.float32).tiny
+    a = np.array([1e-20, 3e-39, 2.0, -1e-30], np.float32)  # (3e-39: subnormal)
+    b = np.array([1e-20, 1.0, 3.0, 1e-10], np.float32)
+    out = np.full(8, 9.0, np.float32)
+    hostgrid.launch(module.get_function("flushed"), a.size, (a, b, np.int64(a.size), out),
+                    schedule=schedule)
+    assert out.tolist()[0::2] == [0.0, 0.0, 6.0, 0.0]  # products below 2**-126: 0
+    assert np.signbit(out[6])  # (-0: the sign stays)
+    assert out.tolist()[1::2] == [np.float32(1e-20), 0.0, 2.0, np.float32(-1e-30)]
+    assert 0 < a[1] * np.float32(1.0) < tiny and 0 < a[0] * b[0] < tiny  # numpy: IEEE
 
 
 def test_every_argument_kind_reaches_the_kernel(module):
