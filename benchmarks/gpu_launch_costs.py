@@ -51,7 +51,8 @@ def per_call(fn, calls, repeat, sync):
 
 
 def cupy_rows(cp, calls, repeat):
-    from graphnet import config, core, workspace
+    from graphnet import config, core, registry, workspace
+    registry.registered_types()  # (graphnet.ops without the editable install too)
     from graphnet.executors.cuda import blas, copies
     from graphnet.executors.cuda.runtime import runtime
     from graphnet.ops import weighted_sum

@@ -1,8 +1,8 @@
 """The CuPy stand-in (tests/cuda/fakecuda.py) installed for a test: shared by the
 tests/cuda modules that run graphnet's CUDA executor on it (through the fixtures
-`fake` and `fakes` of conftest.py), with tests/gpu/test_gpu_graphs.py and
-test_gpu_runtime.py loaded under other module names so that their test functions
-run on it too."""
+`fake` and `fakes` of conftest.py), with tests/gpu/test_gpu_graphs.py,
+test_gpu_runtime.py and test_gpu_index_checks.py loaded under other module names so
+that their test functions run on it too."""
 
 import importlib.util
 import os
@@ -45,6 +45,7 @@ def _gpu_tests(name):
 
 GPU_GRAPHS = _gpu_tests("test_gpu_graphs")
 GPU_RUNTIME = _gpu_tests("test_gpu_runtime")
+GPU_INDEX_CHECKS = _gpu_tests("test_gpu_index_checks")
 
 
 def installed(monkeypatch, **options):
@@ -58,7 +59,7 @@ def installed(monkeypatch, **options):
                  "GRAPHNET_CUDA_CHECKS", "GRAPHNET_CUDA_STAGED_COPIES",
                  "GRAPHNET_CUDA_GRAPHS"):
         monkeypatch.delenv(name, raising=False)
-    for module in (GPU_GRAPHS, GPU_RUNTIME):
+    for module in (GPU_GRAPHS, GPU_RUNTIME, GPU_INDEX_CHECKS):
         monkeypatch.setattr(module, "cp", fake)
     names = set(core.Net._net_names_used)
     with fakecuda.installed(monkeypatch, fake):

@@ -228,6 +228,15 @@ def test_the_library_is_the_libcublas_cupy_mapped(tmp_path, monkeypatch):
     assert blas._library_path(str(maps), major=13) == "/nv/cu13/lib/libcublas.so.13"
     assert blas._library_path(str(maps), major=12) == "/torch/lib/libcublas.so.12"
     assert blas._library_path(str(maps), major=11) == "/torch/lib/libcublas.so.12"
+    # two files of CuPy's version: the one cuda.pathfinder loaded (CuPy 14 loads there)
+    maps.write_text(
+        "7f01-7f02 r-xp 00000000 08:01 11 /torch/nvidia/cu13/lib/libcublas.so.13\n"
+        "7f03-7f04 r-xp 00000000 08:01 12 /cupy/nvidia/cu13/lib/libcublas.so.13\n")
+    monkeypatch.setattr(blas, "_pathfinders",
+                        lambda paths: [p for p in paths if p.startswith("/cupy/")])
+    assert blas._library_path(str(maps), major=13) == "/cupy/nvidia/cu13/lib/libcublas.so.13"
+    monkeypatch.setattr(blas, "_pathfinders", lambda paths: [])  # (unknown: the first)
+    assert blas._library_path(str(maps), major=13) == "/torch/nvidia/cu13/lib/libcublas.so.13"
     tried = []
 
     def missing(name):

@@ -4,8 +4,8 @@ NOT A GPU. Its streams, events, pool, stream capture and graphs are bookkeeping 
 numpy, its kernels the real CUDA C compiled by g++ (hostgrid); see its docstring for
 what it emulates and what it cannot (timing, overlap, NCCL, ...).
 
-tests/gpu/test_gpu_graphs.py runs here whole, and tests/gpu/test_gpu_runtime.py but its
-timing test: their source is loaded under another module name (tests.cuda._fakecuda_*)
+tests/gpu/test_gpu_graphs.py and test_gpu_index_checks.py run here whole, and
+tests/gpu/test_gpu_runtime.py but its timing test: their source is loaded under another module name (tests.cuda._fakecuda_*)
 with a stand-in in sys.modules just for their `pytest.importorskip("cupy")`, and their
 test functions are collected here, each run with a fresh stand-in installed (the
 multi-device ones also on two stand-in GPUs, with and without peer access). The
@@ -29,7 +29,8 @@ from graphnet.executors.cuda.runner import profile
 from graphnet.ops import concat_split
 
 from . import fakecuda
-from .standin import CPU, GPU_GRAPHS, GPU_RUNTIME, gpu, installed as _installed, plan_of
+from .standin import (CPU, GPU_GRAPHS, GPU_INDEX_CHECKS, GPU_RUNTIME, gpu,
+                      installed as _installed, plan_of)
 
 pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
@@ -57,6 +58,16 @@ test_dlrm_on_bags_of_random_sizes_replays_its_static_ops = _on(
 test_matrix_products_are_captured_through_cublas_directly = _on(
     "fake", GPU_GRAPHS.test_matrix_products_are_captured_through_cublas_directly)
 
+
+# --- tests/gpu/test_gpu_index_checks.py, whole ---------------------------------------------
+
+test_index_stats_equal_numpy_reductions = _on(
+    "fake", GPU_INDEX_CHECKS.test_index_stats_equal_numpy_reductions)
+test_index_stats_of_absent_inputs_are_the_sentinels = _on(
+    "fake", GPU_INDEX_CHECKS.test_index_stats_of_absent_inputs_are_the_sentinels)
+test_flag_rows_records_the_first_bad_position = _on(
+    "fake", GPU_INDEX_CHECKS.test_flag_rows_records_the_first_bad_position)
+test_host_values_on_cupy_arrays = _on("fake", GPU_INDEX_CHECKS.test_host_values_on_cupy_arrays)
 
 # --- tests/gpu/test_gpu_runtime.py, but the timing test (overlap: not emulated) --------
 

@@ -6,8 +6,12 @@ import signal
 
 import pytest
 
-from graphnet import config, core, workspace
+from graphnet import config, core, registry, workspace
 from graphnet.executors.cuda import probe, settings
+
+# graphnet.ops is ops/ through setup.cfg's package_dir (the editable install); where
+# run.sh fell back to PYTHONPATH, the registry aliases it: before any module imports it
+registry.registered_types()
 
 
 def _gpu_reason():

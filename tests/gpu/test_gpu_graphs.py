@@ -21,6 +21,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cublas_binding_checked():
+    """The cuBLAS binding's one-time check (kept for the process) made first, with its
+    warning an error: a binding failing on this GPU fails here with its reason, not
+    as refused captures in the DLRM tests below (which silence warnings)."""
+    from graphnet.executors.cuda import blas
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with cp.cuda.Device(0):
+            assert blas.binding_ok(cp)
+
+
 def gpu(d):
     return core.DeviceOption(workspace.GpuDeviceType, d)
 

@@ -282,9 +282,11 @@ def _library_path(maps_file="/proc/self/maps", major=None):
         pass
     own = [path for path in mapped
            if os.path.basename(path).startswith("libcublas.so.%s." % major)
-           or os.path.basename(path) == "libcublas.so.%s" % major]
-    if own or mapped:
-        return (own or mapped)[0]
+           or os.path.basename(path) == "libcublas.so.%s" % major] or mapped
+    if len({os.path.realpath(path) for path in own}) > 1:
+        own = _pathfinders(own) or own  # two copies of one version: CuPy's, if known
+    if own:
+        return own[0]
     names = ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"]
     if major is not None:
         names.insert(0, "libcublas.so.%d" % major)
@@ -296,6 +298,17 @@ def _library_path(maps_file="/proc/self/maps", major=None):
             continue
     raise OSError("libcublas is not loaded in this process and was not found by name: "
                   "CuPy's cuBLAS is needed to capture matrix products in CUDA graphs")
+
+
+def _pathfinders(paths):
+    """Those of `paths` that are the libcublas cuda.pathfinder loaded (CuPy 14 loads
+    its cuBLAS through it), or []."""
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+        chosen = os.path.realpath(load_nvidia_dynamic_lib("cublas").abs_path)
+    except Exception:  # (no pathfinder, or it found none: CuPy did not use it)
+        return []
+    return [path for path in paths if os.path.realpath(path) == chosen]
 
 
 def _declare(lib):
