@@ -66,6 +66,8 @@ fi
 if [ -z "${GRAPHNET_SKIP_INSTALL:-}" ] && ! $PY -m pip install -q --no-deps \
         --no-build-isolation --no-index -e . > "$SETUP/install.log" 2>&1; then
     echo "pip install -e . failed (see install.log); using PYTHONPATH=$PWD"
+    tail -n 5 "$SETUP/install.log"
+    note "pip install -e . | FAILED (PYTHONPATH fallback; see /tmp/graphnet-gpu-setup/install.log)"
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 if ! $PY -c "import graphnet.workspace" 2> "$SETUP/import.log"; then
