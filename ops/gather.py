@@ -92,11 +92,10 @@ def _checked_indices(xp, indices, n, wrap):
     """INDICES as int64, negatives wrapped when asked, all inside [0, n)."""
     idx = indices.astype(np.int64, copy=False)
     if xp is not np and idx.size:
-        # the bounds of INDICES as given: from the host's copy of a fed blob, else (sync
-        # checks) one transfer; wrapped, [-n, n) is valid; without negatives nothing
-        # to wrap. Deferred checks of unknown indices are the kernels' (below).
-        # (of INDICES as fed: an int32 blob's int64 copy is not the upload the host
-        # knows, and the stats kernel reads int32 as it is)
+        # the bounds of INDICES as given (not of its int64 copy, which the host never
+        # uploaded): from the host's copy of a fed blob, else (sync checks) one
+        # transfer; wrapped, [-n, n) is valid; without negatives nothing to wrap.
+        # Deferred checks of unknown indices are the kernels' (below).
         stats = known_stats(indices) if deferred_checks() else index_stats(xp, indices)
         if stats is not None and (-n if wrap else 0) <= stats[2] and stats[3] < n:
             return xp.where(idx < 0, idx + n, idx) if wrap and stats[2] < 0 else idx

@@ -152,13 +152,14 @@ def matmul(cp, a, b):
     lib = _library(cp)
     handle = ctypes.c_void_p(cp.cuda.device.get_cublas_handle())
     stream = cp.cuda.get_current_stream()
-    workspace = _workspace(cp, stream)
+    device = cp.cuda.runtime.getDevice()
+    workspace = _workspace(cp, device, stream)
     _check(lib.cublasSetStream_v2(handle, ctypes.c_void_p(stream.ptr)), "cublasSetStream")
     _check(lib.cublasSetPointerMode_v2(handle, _POINTER_MODE_HOST), "cublasSetPointerMode")
     _check(lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(workspace.data.ptr),
                                      ctypes.c_size_t(workspace.nbytes)),
            "cublasSetWorkspace")
-    compute, algo = _compute_type(c.dtype), _algorithm(cp)
+    compute, algo = _compute_type(c.dtype), _algorithm(cp, device)
     # C^T (n x m, ld n) = op_b(B^T) (n x k) . op_a(A^T) (k x m)
     if len(shape) == 2:
         status = lib.cublasGemmEx(
@@ -226,19 +227,18 @@ def _compute_type(dtype):
     return compute
 
 
-def _algorithm(cp):
-    device = cp.cuda.runtime.getDevice()
+def _algorithm(cp, device):
     cc = _state.get(("cc", device))
     if cc is None:
         cc = _state[("cc", device)] = int(cp.cuda.Device(device).compute_capability)
     return _GEMM_DEFAULT_TENSOR_OP if cc >= 80 else _GEMM_DEFAULT
 
 
-def _workspace(cp, stream):
-    """The workspace of `stream`'s products on the current device, allocated on first
-    use and kept (a graph captured with it reads it at every replay). Keyed by device
-    too: the default streams have the same handle on every device."""
-    key = ("ws", cp.cuda.runtime.getDevice(), stream.ptr)
+def _workspace(cp, device, stream):
+    """The workspace of `stream`'s products on `device` (the current one), allocated on
+    first use and kept (a graph captured with it reads it at every replay). Keyed by
+    device too: the default streams have the same handle on every device."""
+    key = ("ws", device, stream.ptr)
     workspace = _state.get(key)
     if workspace is None:
         with _lock:
